@@ -195,15 +195,16 @@ class _Epoch:
 def train_ensemble(module: nn.Module, state: EnsembleState, x, y, config: TrainConfig, seed: int = 0,
                    group: FiniteGroup | None = None, act_y: ActFn | None = None,
                    on_epoch_end: Callable[[int, Any], dict] | None = None,
-                   checkpoint: str | Path | None = None, progress: bool = True) -> tuple[EnsembleState, dict]:
+                   checkpoint: str | Path | None = None, checkpoint_every: int = 1,
+                   progress: bool = True) -> tuple[EnsembleState, dict]:
     """Train every member for ``config.epochs`` epochs on ``(x: (n, ...), y: (n, ...))``.
 
     ``group``: full augmentation (each minibatch expanded to its orbit). ``on_epoch_end(epoch,
     params)`` is called at epoch 0 (initialisation) and after every epoch; its dict of numbers or
     arrays is stacked into the history. ``checkpoint``: a file where the state and history are saved
-    atomically after every epoch; an interrupted call with the same file resumes after the last
-    finished epoch. Returns the new state and ``history = {"loss": (epochs, M), "epoch": …, **metrics}``.
-    Raises FloatingPointError naming member, epoch and step when a loss is not finite.
+    atomically every ``checkpoint_every`` epochs and after the last; an interrupted call with the
+    same file resumes after the last saved epoch. Returns the new state and
+    ``history = {"loss": (epochs, M), "epoch": …, **metrics}``. Raises FloatingPointError naming member, epoch and step when a loss is not finite.
     """
     x, y = jnp.asarray(x), jnp.asarray(y)
     check_same_length(x, y)
@@ -232,7 +233,7 @@ def train_ensemble(module: nn.Module, state: EnsembleState, x, y, config: TrainC
         metrics = on_epoch_end(epoch + 1, params) if on_epoch_end is not None else None
         _record(history, metrics, epoch + 1, losses.mean(1))
         bar.set_postfix(loss=f"{losses[:, -1].mean():.4g}")
-        if checkpoint is not None:
+        if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.epochs):
             _save_checkpoint(checkpoint, state, history)
     return state, {k: np.asarray(v) for k, v in history.items()}
 

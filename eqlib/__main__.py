@@ -1,0 +1,113 @@
+"""Command line: ``python -m eqlib list | run NAME | show NAME``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from eqlib.io import to_jsonable
+from eqlib.presets import preset_name
+from eqlib.runner import (
+    apply_overrides,
+    get_experiment,
+    latest_results,
+    list_experiments,
+    parse_override,
+    run_experiment,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m eqlib",
+        description="Run the experiments of 'Emergent Equivariance in Deep Ensembles'.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="list experiments and their presets")
+
+    run = sub.add_parser("run", help="run an experiment (resumes an interrupted run)")
+    run.add_argument("name")
+    run.add_argument("--preset", default=None, help="quick | full (default: $EQLIB_PRESET or quick)")
+    run.add_argument("--results", default=None, help="results root (default: $EQLIB_RESULTS or ./results)")
+    run.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config field, parsed by its type (repeatable)",
+    )
+    run.add_argument("--fresh", action="store_true", help="ignore cached steps and recompute")
+    run.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    show = sub.add_parser("show", help="print the summary of the newest finished run")
+    show.add_argument("name")
+    show.add_argument("--preset", default=None)
+    show.add_argument("--results", default=None)
+    show.add_argument("--all", action="store_true", help="print the whole results.json")
+    return parser
+
+
+def _cmd_list() -> int:
+    for name in list_experiments():
+        exp = get_experiment(name)
+        doc = exp.doc.splitlines()[0] if exp.doc else ""
+        print(f"{name}  presets: {', '.join(exp.presets)}" + (f"  — {doc}" if doc else ""))
+    return 0
+
+
+def _resolve_run(args: argparse.Namespace) -> tuple[str, dict]:
+    """Validate name, preset and ``--set`` overrides before anything runs."""
+    exp = get_experiment(args.name)
+    preset = preset_name(args.preset, valid=tuple(exp.presets))
+    base = exp.presets[preset]
+    overrides = {}
+    for item in args.overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = parse_override(base, key.strip(), text)
+    apply_overrides(base, **overrides)
+    return preset, overrides
+
+
+def _cmd_run(args: argparse.Namespace, preset: str, overrides: dict) -> int:
+    path = run_experiment(
+        args.name, preset, args.results, fresh=args.fresh, verbose=not args.quiet, **overrides
+    )
+    with open(path, encoding="utf-8") as f:
+        summary = json.load(f)["summary"]
+    print(json.dumps(summary, indent=2))
+    print(path)
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    _, meta = latest_results(args.name, args.preset, args.results)
+    if args.all:
+        print(json.dumps(to_jsonable(meta), indent=2))
+        return 0
+    device = meta.get("provenance", {}).get("device", {})
+    print(
+        f"# {meta['path']}\n# preset {meta['preset']}, finished {meta.get('timestamp')}, "
+        f"backend {device.get('backend')} x{device.get('device_count')}, "
+        f"wall time {meta.get('wall_time_s', float('nan')):.1f} s"
+    )
+    print(json.dumps(meta["summary"], indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 1 error)."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            return _cmd_list()
+        if args.command == "show":
+            return _cmd_show(args)
+        preset, overrides = _resolve_run(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return _cmd_run(args, preset, overrides)  # errors inside the experiment keep their traceback
+
+if __name__ == "__main__":
+    sys.exit(main())
