@@ -220,6 +220,8 @@ def train_ensemble(module: nn.Module, state: EnsembleState, x, y, config: TrainC
         _record(history, on_epoch_end(state.epoch, state.params), state.epoch, None)
     runner = _Epoch(module, config, _augment_fn(group, act_y), M)
     params, opt_state = state.params, state.opt_state
+    if runner.strategy == "vmap":  # the compiled step donates its inputs: keep the caller's arrays alive
+        params, opt_state = jax.tree_util.tree_map(jnp.copy, (params, opt_state))
     if runner.strategy == "vmap" and jax.device_count() > 1 and M % jax.device_count() == 0:
         params, opt_state = _shard_members(params), _shard_members(opt_state)
     bar = tqdm(range(state.epoch, config.epochs), desc=f"training {M} member(s) [{runner.strategy}]",

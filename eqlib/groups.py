@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from typing import Callable, Sequence
 
 import jax.numpy as jnp
@@ -352,10 +353,6 @@ def random_rotations(num: int, seed: int = 0) -> np.ndarray:
 
 _GROUPS: dict[str, Callable[..., FiniteGroup]] = {
     "trivial": Trivial,
-    "C2": lambda: CyclicRotations(2),
-    "C4": lambda: CyclicRotations(4),
-    "C8": lambda: CyclicRotations(8),
-    "C16": lambda: CyclicRotations(16),
     "D4": Dihedral4,
     "Z2": SpinFlip,
     "O": octahedral_group,
@@ -363,9 +360,12 @@ _GROUPS: dict[str, Callable[..., FiniteGroup]] = {
 
 
 def get_group(name: str) -> FiniteGroup:
-    """A group by name: trivial, C2, C4, C8, C16, D4, Z2, O (``CyclicRotations(n)`` for any other n)."""
+    """A group by name: trivial, D4, Z2, O, or Cn for any n ≥ 1 (``CyclicRotations(n)``)."""
+    match = re.fullmatch(r"C([1-9][0-9]*)", name) if isinstance(name, str) else None
+    if match and name not in _GROUPS:
+        return CyclicRotations(int(match.group(1)))
     if name not in _GROUPS:
-        raise ValueError(f"unknown group {name!r}; known: {', '.join(_GROUPS)}")
+        raise ValueError(f"unknown group {name!r}; known: {', '.join(_GROUPS)}, and Cn for n = 1, 2, 3, … (e.g. C4)")
     return _GROUPS[name]()
 
 
@@ -406,3 +406,27 @@ def check_representation(group: FiniteGroup, event_shape: Sequence[int], act: Ac
         g = int(orth_dev.argmax())
         raise ValueError(f"{group.name}: ρ({group.labels[g]}) is not orthogonal (max |ρᵀρ - 1| = {orth_dev.max():.3g})")
     return {"homomorphism": hom, "orthogonality": float(orth_dev.max())}
+
+
+class SampledRotations(Transformations):
+    """Rotations of square images by given angles (radians), e.g. a fine sample of SO(2); not a group.
+
+    Multiples of π/2 are exact; other angles interpolate bilinearly (see :func:`rotate_image`).
+    """
+
+    def __init__(self, angles: Sequence[float], name: str | None = None):
+        angles = np.asarray(angles, dtype=np.float64)
+        if angles.ndim != 1 or len(angles) == 0 or not np.all(np.isfinite(angles)):
+            raise ValueError(f"angles must be a non-empty 1-d array of finite numbers, got {angles}")
+        self.angles = angles
+        self.name = name or f"{len(angles)} rotations"
+        self.labels = tuple(f"{np.degrees(a):.4g}°" for a in angles)
+        self.exact = bool(np.all(np.isclose(np.mod(angles, np.pi / 2), 0) | np.isclose(np.mod(angles, np.pi / 2), np.pi / 2)))
+
+    @classmethod
+    def uniform(cls, num: int) -> "SampledRotations":
+        """``num`` equally spaced angles ``2πk/num`` (the first is the identity)."""
+        return cls(2 * np.pi * np.arange(num) / num, name=f"SO(2) sampled at {num} angles")
+
+    def act(self, g: int, x: Array) -> Array:
+        return rotate_image(x, float(self.angles[self._check_element(g)]))

@@ -77,6 +77,8 @@ def equivariance_error(outputs_on_orbit, group: Transformations, act_y: ActFn | 
 def accuracy(logits, labels) -> np.ndarray:
     """Share of correct argmax predictions: logits ``(..., n, C)``, labels ``(n,)`` → ``(...)``."""
     logits, labels = np.asarray(logits), np.asarray(labels)
+    if logits.ndim < 2 or labels.ndim != 1:
+        raise ValueError(f"accuracy expects logits (..., n, C) and labels (n,), got {logits.shape} and {labels.shape}")
     if logits.shape[-2] != labels.shape[-1]:
         raise ValueError(f"{logits.shape[-2]} predictions but {labels.shape[-1]} labels")
     return (logits.argmax(-1) == labels).mean(-1)
