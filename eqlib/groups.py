@@ -315,7 +315,8 @@ class MatrixGroup(FiniteGroup):
         r = self.matrices[self._check_element(g)]
         if x.shape[-1] != r.shape[0]:
             raise ValueError(f"{self.name} acts on vectors (..., {r.shape[0]}), got shape {tuple(x.shape)}")
-        return x @ jnp.asarray(r.T, dtype=x.dtype)
+        x = jnp.asarray(x)  # float64 input stays float64 only when jax_enable_x64 is on
+        return x @ jnp.asarray(r.T).astype(x.dtype)
 
 
 class MatrixSet(Transformations):
