@@ -1,0 +1,253 @@
+"""eqlib.breaking: sub-ensemble violations, their Gaussian prediction, the Monte-Carlo split, κ, slopes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from eqlib.breaking import (covering_radius, loglog_slope, member_defects, monte_carlo_split, orbit_lipschitz,
+                            predicted_subensemble_violation, rotation_matrices_2d, subensemble_violation)
+from eqlib.groups import CyclicRotations, MatrixGroup, octahedral_group, random_rotations
+from eqlib.metrics import equivariance_error, orbit_spread
+
+O = octahedral_group()
+
+
+# ------------------------------------------------------------------------------ loglog_slope
+
+@pytest.mark.parametrize("power", [-0.5, 1.0, 2.0])
+def test_loglog_slope_recovers_power(power):
+    x = np.array([1.0, 2, 4, 8, 16])
+    assert loglog_slope(x, 3.0 * x ** power) == pytest.approx(power, abs=1e-12)
+
+
+@pytest.mark.parametrize("x, y", [([1.0, 2], [1.0, -1]), ([1.0], [1.0]), ([1.0, 2, 3], [1.0, 2]),
+                                  ([2.0, 2], [1.0, 3]), ([0.0, 1], [1.0, 1]), ([1.0, np.nan], [1.0, 1])])
+def test_loglog_slope_rejects_bad_input(x, y):
+    with pytest.raises(ValueError):
+        loglog_slope(x, y)
+
+
+# ------------------------------------------------------------------------------ finite ensembles
+
+def invariant_plus_noise(K: int, order: int = 4, n: int = 5, d: int = 2, seed: int = 0) -> np.ndarray:
+    """Member outputs ``(K, |G|, n, d)``: an invariant mean plus i.i.d. unit Gaussian noise per entry."""
+    rng = np.random.default_rng(seed)
+    mean = np.broadcast_to(rng.normal(size=(1, 1, n, d)), (1, order, n, d))
+    return mean + rng.normal(size=(K, order, n, d))
+
+
+def test_subensemble_violation_shape_and_scaling():
+    outputs = invariant_plus_noise(512)
+    sizes = [1, 4, 16, 64]
+    v = subensemble_violation(outputs, sizes, num_resamples=64, seed=1)
+    assert v.shape == (4, 64) and np.all(v > 0)
+    assert loglog_slope(sizes, v.mean(1)) == pytest.approx(-0.5, abs=0.05)
+    # resampling is seeded
+    np.testing.assert_array_equal(v, subensemble_violation(outputs, sizes, num_resamples=64, seed=1))
+
+
+def test_subensemble_violation_zero_for_invariant_members():
+    outputs = np.broadcast_to(np.random.default_rng(0).normal(size=(8, 1, 3, 1)), (8, 4, 3, 1))
+    v = subensemble_violation(outputs, [1, 3, 8], num_resamples=5)
+    np.testing.assert_allclose(v, 0.0, atol=1e-12)
+
+
+def test_subensemble_violation_size_equal_pool_is_the_full_ensemble():
+    outputs = invariant_plus_noise(6)
+    v = subensemble_violation(outputs, [6], num_resamples=3)
+    np.testing.assert_allclose(v, orbit_spread(outputs.mean(0)).mean(), rtol=1e-12)
+
+
+def test_subensemble_violation_bad_input():
+    outputs = invariant_plus_noise(4)
+    with pytest.raises(ValueError, match="exceed"):
+        subensemble_violation(outputs, [5])
+    with pytest.raises(ValueError, match="positive integers"):
+        subensemble_violation(outputs, [0, 2])
+    with pytest.raises(ValueError, match="positive integers"):
+        subensemble_violation(outputs, [1.5])
+    with pytest.raises(ValueError, match="rank 4"):
+        subensemble_violation(outputs[0], [1])
+    with pytest.raises(ValueError, match="num_resamples"):
+        subensemble_violation(outputs, [1], num_resamples=0)
+
+
+def test_predicted_matches_resampled_gaussian_members():
+    """Members drawn from N(μ, Σ) with μ invariant: resampled and predicted violations agree."""
+    rng = np.random.default_rng(3)
+    order, n = 4, 3
+    A = rng.normal(size=(order * n, order * n))
+    cov = A @ A.T / (order * n)
+    mu = np.broadcast_to(rng.normal(size=(1, n, 1)), (order, n, 1))
+    members = mu + np.einsum("pq,kq->kp", np.linalg.cholesky(cov), rng.normal(size=(2000, order * n))
+                             ).reshape(2000, order, n, 1)
+    sizes = [1, 4, 16]
+    measured = subensemble_violation(members, sizes, num_resamples=400, seed=0).mean(1)
+    predicted = predicted_subensemble_violation(mu, cov, sizes, num_samples=4000, seed=1).mean(1)
+    np.testing.assert_allclose(measured, predicted, rtol=0.08)
+    # an exactly invariant mean gives exactly the 1/√M law
+    np.testing.assert_allclose(predicted * np.sqrt(sizes), predicted[0], rtol=1e-10)
+
+
+def test_predicted_with_equivariance_error_and_nonequivariant_mean():
+    """A non-equivariant mean leaves a floor as M grows: the prediction tends to the violation of μ."""
+    rng = np.random.default_rng(0)
+    n = 2
+    mu = rng.normal(size=(O.order, n, 3))                       # not equivariant
+    cov = np.eye(O.order * n)
+
+    def violation(o):
+        return equivariance_error(o, O, O.act)
+
+    floor = violation(mu).mean()
+    pred = predicted_subensemble_violation(mu, cov, [1, 10_000], num_samples=16, violation=violation).mean(1)
+    assert pred[0] > pred[1] and pred[1] == pytest.approx(floor, rel=0.01)
+
+
+def test_predicted_bad_input():
+    mu = np.zeros((4, 2, 1))
+    with pytest.raises(ValueError, match=r"\(8, 8\)"):
+        predicted_subensemble_violation(mu, np.eye(6), [1])
+    with pytest.raises(ValueError, match="symmetric"):
+        predicted_subensemble_violation(mu, np.triu(np.ones((8, 8))), [1])
+    with pytest.raises(ValueError, match="semi-definite"):
+        predicted_subensemble_violation(mu, -np.eye(8), [1])
+    with pytest.raises(ValueError, match="rank 3"):
+        predicted_subensemble_violation(mu[0], np.eye(2), [1])
+
+
+# ------------------------------------------------------------------------------ defects, MC split
+
+def test_member_defects_vanish_for_equivariant_function():
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    W = 2.0                                                   # f(x) = 2x is SO(3)-equivariant
+    outputs = np.stack([W * np.asarray(O.act(g, x)) for g in range(O.order)])   # (|G|, n, 3)
+    defects = member_defects(outputs[None], O, O.act)
+    assert defects.shape == (1, O.order - 1, 5, 3)
+    np.testing.assert_allclose(defects, 0.0, atol=1e-12)
+    # with the trivial ρ_Y the same outputs are not invariant
+    assert np.abs(member_defects(outputs, O)).max() > 0.1
+    # the mean defect norm is the equivariance error
+    outputs = np.random.default_rng(1).normal(size=(O.order, 5, 3))
+    np.testing.assert_allclose(np.linalg.norm(member_defects(outputs, O, O.act), axis=-1).mean(0),
+                               equivariance_error(outputs, O, O.act), rtol=1e-10)
+
+
+def test_member_defects_bad_shape():
+    with pytest.raises(ValueError, match="24"):
+        member_defects(np.zeros((4, 2, 3)), O, O.act)
+
+
+def test_monte_carlo_split_zero_mean_noise_has_no_systematic_part():
+    rng = np.random.default_rng(0)
+    split = monte_carlo_split(rng.normal(size=(64, 200)))
+    assert split.total == pytest.approx(split.fluctuation, rel=0.3)
+    assert abs(split.systematic) < 4 * split.systematic_stderr
+    assert split.fluctuation == pytest.approx(1 / 64, rel=0.1)
+
+
+def test_monte_carlo_split_recovers_bias():
+    rng = np.random.default_rng(1)
+    bias = 0.3
+    split = monte_carlo_split(bias + rng.normal(size=(200, 500)))
+    assert split.systematic == pytest.approx(bias ** 2, rel=0.1)
+    assert split.systematic > 10 * split.systematic_stderr
+    assert split.total == pytest.approx(split.systematic + split.fluctuation)
+
+
+def test_monte_carlo_split_bad_input():
+    with pytest.raises(ValueError, match="at least 2"):
+        monte_carlo_split(np.zeros((1, 3)))
+    assert np.isnan(monte_carlo_split(np.zeros((2, 3))).systematic_stderr)
+
+
+# ------------------------------------------------------------------------------ κ and SO(2)
+
+def test_rotation_matrices_2d_form_cyclic_group():
+    k = 6
+    mats = rotation_matrices_2d(2 * np.pi * np.arange(k) / k)
+    group = MatrixGroup(mats, "C6")
+    group.check_axioms()
+    np.testing.assert_allclose(np.einsum("kji,kjl->kil", mats, mats), np.broadcast_to(np.eye(2), (k, 2, 2)), atol=1e-12)
+    np.testing.assert_allclose(rotation_matrices_2d([np.pi / 2])[0] @ [1.0, 0.0], [0.0, 1.0], atol=1e-12)
+    with pytest.raises(ValueError):
+        rotation_matrices_2d([[0.0]])
+
+
+@pytest.mark.parametrize("k", [2, 4, 8, 16])
+def test_covering_radius_of_cyclic_rotations(k):
+    """C_k covers SO(2) up to the angle gap π/k, i.e. ‖R(π/k) − 1‖ = 2 sin(π/(2k))."""
+    group = rotation_matrices_2d(2 * np.pi * np.arange(k) / k)
+    fine = rotation_matrices_2d(2 * np.pi * np.arange(4 * k * 16) / (4 * k * 16))
+    assert covering_radius(group, fine) == pytest.approx(2 * np.sin(np.pi / (2 * k)), rel=1e-9)
+    assert covering_radius(group, group) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_covering_radius_octahedral_in_so3():
+    """O covers SO(3) much better than the 4 rotations about one axis, and not perfectly."""
+    sample = random_rotations(2000, seed=0)
+    kappa_o = covering_radius(O.matrices, sample)
+    c4z = rotation_matrices_2d(np.pi / 2 * np.arange(4))
+    c4z3 = np.zeros((4, 3, 3))
+    c4z3[:, :2, :2], c4z3[:, 2, 2] = c4z, 1.0
+    assert 0.5 < kappa_o < covering_radius(c4z3, sample) <= 2.0 + 1e-12
+
+
+def test_covering_radius_bad_input():
+    with pytest.raises(ValueError):
+        covering_radius(np.eye(2)[None], np.eye(3)[None])
+    with pytest.raises(ValueError):
+        covering_radius(np.zeros((0, 2, 2)), np.eye(2)[None])
+
+
+def test_image_rotations_covering_radius_reflects_interpolation():
+    """Representation matrices of interpolated image rotations: C8 is not even a representation."""
+    from eqlib.groups import SampledRotations, representation_matrix
+
+    C8 = CyclicRotations(8)
+    mats = np.stack([representation_matrix(C8, g, (6, 6, 1)) for g in range(8)])
+    # ρ(r45°)·ρ(r45°) ≠ ρ(r90°): the C8 "representation" is only approximate on pixels
+    assert np.abs(mats[1] @ mats[1] - mats[2]).max() > 0.05
+    fine = SampledRotations.uniform(32)
+    sample = np.stack([representation_matrix(fine, g, (6, 6, 1)) for g in range(32)])
+    assert covering_radius(mats, sample) < covering_radius(mats[::2], sample)
+
+
+# ------------------------------------------------------------------------------ orbit Lipschitz constant
+
+def test_orbit_lipschitz_of_linear_map():
+    """For f(x) = A x the constant on an orbit is at most ‖A‖ and at least its smallest singular value."""
+    rng = np.random.default_rng(0)
+    A = np.diag([3.0, 0.5])
+    x = rng.normal(size=(4, 2))
+    rot = rotation_matrices_2d(2 * np.pi * np.arange(50) / 50)
+    points = np.einsum("sij,nj->sni", rot, x)                         # (S, n, 2)
+    L = orbit_lipschitz(points @ A.T, points)
+    assert L.shape == (4,) and np.all(L <= 3.0 + 1e-9) and np.all(L >= 0.5 - 1e-9)
+    assert np.all(L > 2.9)                                             # some chord points along the long axis
+
+
+def test_orbit_lipschitz_bounds_covering_violation():
+    """Lemma 6.2 on a C4-equivariant f: its SO(2) violation is below (L‖x‖ + ‖f(x)‖)·κ."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3, 2))
+    S = rotation_matrices_2d(2 * np.pi * np.arange(64) / 64)
+    points = np.einsum("sij,nj->sni", S, x)
+
+    def f(p):                                     # equivariant under C4 only: (r cos 5φ, r sin 5φ)
+        r, phi = np.linalg.norm(p, axis=-1), np.arctan2(p[..., 1], p[..., 0])
+        return np.stack([r * np.cos(5 * phi), r * np.sin(5 * phi)], -1)
+
+    values = f(points)
+    defects = values - np.einsum("sij,nj->sni", S, values[0])
+    assert np.abs(defects[::16]).max() < 1e-12                          # exact on C4
+    violation = np.linalg.norm(defects, axis=-1).max(0)
+    kappa = covering_radius(S[::16], S)
+    bound = (orbit_lipschitz(values, points) * np.linalg.norm(x, axis=-1) + np.linalg.norm(values[0], axis=-1)) * kappa
+    assert np.all(violation <= bound) and np.all(violation > 0.1 * bound)
+
+
+def test_orbit_lipschitz_bad_input():
+    with pytest.raises(ValueError):
+        orbit_lipschitz(np.zeros((3, 2, 1)), np.zeros((4, 2, 2)))
+    np.testing.assert_array_equal(orbit_lipschitz(np.ones((3, 2, 1)), np.ones((3, 2, 2))), 0.0)
