@@ -13,7 +13,6 @@ Tools for the chapter *What breaks it*; all act on plain arrays.
   finite subset B of a group G, estimated on a sample of G; :func:`rotation_matrices_2d` builds
   C_k ⊂ SO(2).
   :func:`orbit_lipschitz` measures the constant the bound C(x)·κ needs.
-* :func:`loglog_slope` fits a power law y ∝ x^s.
 """
 from __future__ import annotations
 
@@ -25,21 +24,6 @@ from .groups import ActFn, Transformations
 from .metrics import orbit_spread
 
 ViolationFn = Callable[[np.ndarray], np.ndarray]  # (..., |G|, n, d) -> (..., n)
-
-
-def loglog_slope(x, y) -> float:
-    """Least-squares slope s of ``log y = s·log x + c`` for positive ``x, y: (k,)``, k ≥ 2."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if x.ndim != 1 or x.shape != y.shape:
-        raise ValueError(f"x and y must be 1-d arrays of the same length, got shapes {x.shape} and {y.shape}")
-    if len(x) < 2:
-        raise ValueError(f"a slope needs at least 2 points, got {len(x)}")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y)) and np.all(x > 0) and np.all(y > 0)):
-        raise ValueError(f"loglog_slope needs finite positive values, got x={x}, y={y}")
-    lx = np.log(x)
-    if np.ptp(lx) == 0:
-        raise ValueError(f"all x are equal ({x[0]}): the slope is undefined")
-    return float(np.polyfit(lx, np.log(y), 1)[0])
 
 
 def _check_sizes(sizes: Sequence[int], upper: int | None = None) -> np.ndarray:
