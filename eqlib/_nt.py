@@ -6,6 +6,7 @@ neural-tangents 0.6.5 (its last release) was written against jax < 0.4.24:
 * its package ``__init__`` imports ``neural_tangents.experimental`` (a TensorFlow bridge, which
   imports TensorFlow); we install without TensorFlow and register an empty placeholder module for
   that sub-package when TensorFlow is absent, so the import succeeds and the rest works;
+* it imports names from ``jax.core`` that jax 0.5 deprecates; those warnings are silenced here;
 * it does not import on jax >= 0.6 at all; we say so clearly instead of failing deep inside.
 
 Usage: ``from eqlib._nt import nt, stax``.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
+import warnings
 
 import jax
 
@@ -40,8 +42,10 @@ def _import_neural_tangents():
         placeholder = types.ModuleType("neural_tangents.experimental")
         placeholder.__doc__ = "Placeholder registered by eqlib._nt: the TF bridge needs TensorFlow, not installed."
         sys.modules["neural_tangents.experimental"] = placeholder
-    import neural_tangents
-    from neural_tangents import stax as _stax
+    with warnings.catch_warnings():  # nt 0.6.5 imports jax.core names deprecated in jax 0.5: harmless, not ours
+        warnings.filterwarnings("ignore", message=r"jax\.core\.\w+ is deprecated", category=DeprecationWarning)
+        import neural_tangents
+        from neural_tangents import stax as _stax
 
     return neural_tangents, _stax
 

@@ -142,54 +142,61 @@ def batch_indices(seed: int, member: int, epoch: int, n: int, batch_size: int | 
 
 
 class _Epoch:
-    """Runs one epoch for all members with the chosen strategy; compiled functions are cached."""
+    """Runs one epoch for all members with the chosen strategy; compiled functions are cached.
+
+    ``loop`` and ``unrolled`` share one compiled program over the *stacked* parameters: it takes
+    the members ``start … start+c−1`` (``c`` = 1 for ``loop``, ``chunk`` for ``unrolled``; ``start``
+    is traced, so one compilation serves every chunk), runs their steps with the member loop
+    unrolled in the trace, and writes them back in place. So an epoch costs no per-member slicing
+    or re-stacking outside the program, which matters for small models and full-batch training
+    (one step per epoch). Every strategy donates the stacked buffers to its compiled step, so each
+    epoch first copies the trees it is given: the caller's arrays, and those handed to
+    ``on_epoch_end``, stay valid.
+    """
 
     def __init__(self, module, config: TrainConfig, augment: Callable, num_members: int):
         self.strategy = resolve_strategy(config.strategy)
+        self.num_members = num_members
+        self.chunk = 1 if self.strategy == "loop" else max(1, min(config.chunk, num_members))
         step = _make_member_step(module, config, augment)
         if self.strategy == "vmap":
             self._fn = jax.jit(jax.vmap(step, in_axes=(0, 0, None, None, 0)), donate_argnums=(0, 1))
-        elif self.strategy == "loop":
-            self._fn = jax.jit(step, donate_argnums=(0, 1))
-        else:
-            def chunk_step(params, opt_states, x_all, y_all, idx):
-                outs = [step(p, o, x_all, y_all, i) for p, o, i in zip(params, opt_states, idx)]
-                return [o[0] for o in outs], [o[1] for o in outs], jnp.stack([o[2] for o in outs])
-            self._fn = jax.jit(chunk_step, donate_argnums=(0, 1))
-        self.chunk = config.chunk
-        self.num_members = num_members
+            return
+
+        def members_step(params, opt_state, x_all, y_all, idx, start):
+            """Steps of members ``start + k`` (``idx: (c, B)``, c static) → updated stacked trees, losses (c,)."""
+            def take(tree, k):
+                return jax.tree_util.tree_map(lambda l: jax.lax.dynamic_index_in_dim(l, start + k, keepdims=False), tree)
+
+            def put(tree, new):
+                return jax.tree_util.tree_map(lambda l, n: jax.lax.dynamic_update_slice_in_dim(l, n, start, 0), tree, new)
+
+            outs = [step(take(params, k), take(opt_state, k), x_all, y_all, idx[k]) for k in range(idx.shape[0])]
+            return (put(params, _stack([o[0] for o in outs])), put(opt_state, _stack([o[1] for o in outs])),
+                    jnp.stack([o[2] for o in outs]))
+
+        self._fn = jax.jit(members_step, donate_argnums=(0, 1))
 
     def __call__(self, params, opt_state, x, y, idx: np.ndarray):
         """``idx: (M, steps, B)`` → new stacked params, opt_state and losses ``(M, steps)``."""
         M, steps = idx.shape[:2]
+        params, opt_state = jax.tree_util.tree_map(jnp.copy, (params, opt_state))  # ours to donate
         if self.strategy == "vmap":
             losses = []
             for s in range(steps):
                 params, opt_state, loss = self._fn(params, opt_state, x, y, jnp.asarray(idx[:, s]))
                 losses.append(loss)
             return params, opt_state, jnp.stack(losses, 1)
-        ps, os_ = _unstack(params, M), _unstack(opt_state, M)
-        losses = np.zeros((M, steps), dtype=np.float32)
-        if self.strategy == "loop":
-            out = []
-            for m in range(M):
-                p, o, ls = ps[m], os_[m], []
-                for s in range(steps):
-                    p, o, loss = self._fn(p, o, x, y, jnp.asarray(idx[m, s]))
-                    ls.append(loss)
-                ps[m], os_[m] = p, o
-                out.append(jnp.stack(ls))
-            return _stack(ps), _stack(os_), jnp.stack(out)
+        # loop: member after member (c = 1); unrolled: chunk after chunk, each chunk's steps in one program
         out = []
         for start in range(0, M, self.chunk):
-            sl = slice(start, min(start + self.chunk, M))
-            p, o, ls = ps[sl], os_[sl], []
+            stop = min(start + self.chunk, M)
+            ls = []
             for s in range(steps):
-                p, o, loss = self._fn(p, o, x, y, [jnp.asarray(i) for i in idx[sl, s]])
+                params, opt_state, loss = self._fn(params, opt_state, x, y, idx[start:stop, s], np.int32(start))
                 ls.append(loss)
-            ps[sl], os_[sl] = p, o
             out.append(jnp.stack(ls, 1))
-        return _stack(ps), _stack(os_), jnp.concatenate(out)
+        return params, opt_state, jnp.concatenate(out)
 
 
 def train_ensemble(module: nn.Module, state: EnsembleState, x, y, config: TrainConfig, seed: int = 0,
@@ -220,8 +227,6 @@ def train_ensemble(module: nn.Module, state: EnsembleState, x, y, config: TrainC
         _record(history, on_epoch_end(state.epoch, state.params), state.epoch, None)
     runner = _Epoch(module, config, _augment_fn(group, act_y), M)
     params, opt_state = state.params, state.opt_state
-    if runner.strategy == "vmap":  # the compiled step donates its inputs: keep the caller's arrays alive
-        params, opt_state = jax.tree_util.tree_map(jnp.copy, (params, opt_state))
     if runner.strategy == "vmap" and jax.device_count() > 1 and M % jax.device_count() == 0:
         params, opt_state = _shard_members(params), _shard_members(opt_state)
     bar = tqdm(range(state.epoch, config.epochs), desc=f"training {M} member(s) [{runner.strategy}]",
