@@ -1,0 +1,159 @@
+"""The histology experiment end to end on a tiny preset (shared patches): results schema, resume,
+the colour jitter, the FashionMNIST conversion and the sub-ensemble metrics."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from eqlib.data.cache import shared_data_dir
+from eqlib.experiments import histology as H
+from eqlib.runner import latest_results, run_experiment
+
+needs_shared = pytest.mark.skipif(shared_data_dir("histology") is None,
+                                  reason="shared/data/histology not found next to or inside the repo")
+
+# few crops, 2 members, 1 epoch, a single narrow conv layer
+TINY = dict(n_train=64, n_test=24, n_off=12, members=2, ensemble_sizes=(1, 2), epochs=1, channels=(4,),
+            batch_size=16)
+
+
+@needs_shared
+def test_histology_runs_end_to_end_and_resumes(tmp_path, capsys):
+    path = run_experiment("histology", preset="quick", root=tmp_path, **TINY)
+    meta = json.loads(path.read_text())
+    for key in ("experiment", "preset", "config", "seed", "summary", "provenance", "wall_time_s", "steps"):
+        assert key in meta
+    for key in ("versions", "device", "git", "timestamp"):
+        assert key in meta["provenance"]
+    assert meta["config"]["members"] == 2 and meta["config"]["data"] == "mini"
+    summary = meta["summary"]
+    assert summary["data"]["stand_in"] is True and "tiny stand-in" in summary["data"]["note"]
+    assert summary["data"]["n_train"] == 64 and summary["data"]["n_eval"] == {"test": 24, "noise": 12, "jitter": 24,
+                                                                              "fashion": 12}
+    assert (summary["data"]["train_patches"], summary["data"]["test_patches"]) <= (18, 9)
+    assert summary["loss"] == "cross_entropy" and summary["optimizer"] == "adam"
+    assert summary["ensemble_sizes"] == [1, 2]
+    for mode in ("plain", "C4", "D4"):
+        assert 0 <= summary[mode]["accuracy_test"]["ensemble"] <= 1
+        for g in H.EVAL_GROUPS:
+            for name in H.EVAL_SETS:
+                entry = summary[mode][f"{g}/{name}"]
+                assert set(entry) == {"member_osp", "ensemble_osp", "member_consistent", "ensemble_consistent",
+                                      "member_spread", "ensemble_spread", "relative_spread"}
+                assert 1 / (4 if g == "C4" else 8) <= entry["ensemble_osp"] <= 1
+    arrays, loaded = latest_results("histology", "quick", root=tmp_path)
+    assert loaded["config_hash"] == meta["config_hash"]
+    assert arrays["sizes"].tolist() == [1, 2]
+    assert arrays["C4/test/member_pred"].shape == (2, 8, 24)          # members × D4 orbit × inputs
+    assert arrays["D4/noise/osp_D4"].shape == (2,)
+    assert arrays["plain/loss"].shape == (1, 2)                        # epochs × members
+    # size 1 of the sub-ensemble curve is the mean member
+    np.testing.assert_allclose(arrays["C4/test/osp_C4"][0], arrays["C4/test/member_osp_C4"].mean())
+    np.testing.assert_allclose(arrays["D4/jitter/spread_D4"][0], arrays["D4/jitter/member_spread_D4"].mean(), rtol=1e-6)
+
+    capsys.readouterr()
+    run_experiment("histology", preset="quick", root=tmp_path, **TINY)
+    out = capsys.readouterr().out
+    assert out.count("resumed") == 4 and "computing" not in out       # data + three trainings
+    again, _ = latest_results("histology", "quick", root=tmp_path)
+    for key in ("C4/test/member_pred", "D4/fashion/spread_D4", "plain/test/accuracy"):
+        np.testing.assert_array_equal(again[key], arrays[key])
+
+
+def test_colour_jitter_is_seeded_and_stays_in_range(rng):
+    images = rng.uniform(0, 1, size=(6, 5, 5, 3)).astype(np.float32)
+    a = H.colour_jitter(images, 0.3, 0.15, seed=1)
+    assert a.shape == images.shape and a.dtype == np.float32
+    assert a.min() >= 0 and a.max() <= 1
+    np.testing.assert_array_equal(a, H.colour_jitter(images, 0.3, 0.15, seed=1))
+    assert not np.array_equal(a, H.colour_jitter(images, 0.3, 0.15, seed=2))
+    assert not np.array_equal(a, images)
+    np.testing.assert_array_equal(H.colour_jitter(images, 0.0, 0.0), images)     # no jitter: unchanged
+    # one gain and one offset per image and channel: it commutes with rotations of the image
+    np.testing.assert_allclose(np.rot90(a, axes=(1, 2)), H.colour_jitter(np.rot90(images, axes=(1, 2)), 0.3, 0.15, 1))
+    with pytest.raises(ValueError, match="scale"):
+        H.colour_jitter(images, 1.5)
+    with pytest.raises(ValueError, match="shift"):
+        H.colour_jitter(images, 0.1, -0.1)
+    with pytest.raises(ValueError, match=r"\(n, h, w, c\)"):
+        H.colour_jitter(images[0])
+
+
+def test_fashion_rgb_pads_tiles_and_scales(rng):
+    images = rng.uniform(0, 1, size=(3, 28, 28, 1)).astype(np.float32)
+    out = H.fashion_rgb(images)
+    assert out.shape == (3, 32, 32, 3)
+    np.testing.assert_array_equal(out[:, 2:30, 2:30, 1], images[..., 0])
+    assert np.all(out[:, :2] == 0) and np.all(out[:, :, -2:] == 0)
+    big = H.fashion_rgb(images, 64)
+    assert big.shape == (3, 64, 64, 3)
+    np.testing.assert_array_equal(big[:, ::2, ::2], out)
+    assert H.fashion_rgb(images, 48).shape == (3, 48, 48, 3)
+    with pytest.raises(ValueError, match="28, 28, 1"):
+        H.fashion_rgb(images[..., :20, :])
+
+
+def test_subensemble_symmetry():
+    # two members, each predicting a class that depends on the orbit element, in opposite ways
+    logits = np.zeros((2, 4, 1, 3))
+    logits[0, :, 0, 0] = [2, 2, 0, 0]
+    logits[0, :, 0, 1] = [0, 0, 1, 1]
+    logits[1, :, 0, 0] = [0, 0, 2, 2]
+    logits[1, :, 0, 1] = [1, 1, 0, 0]
+    out = H.subensemble_symmetry(logits, np.array([1, 2]))
+    np.testing.assert_allclose(out["osp"], [0.5, 1.0])         # members: 2 of 4; the mean is invariant
+    np.testing.assert_allclose(out["consistent"], [0.0, 1.0])
+    assert out["spread"][0] > 0 and out["spread"][1] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="outside"):
+        H.subensemble_symmetry(logits, np.array([3]))
+
+
+def test_config_validation(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="augmentations"):
+        H.training_modes(H.HistologyConfig(augmentations=("C8",)))
+    with pytest.raises(ValueError, match="head"):
+        H.architecture(H.HistologyConfig(head="max"))
+    assert H.ensemble_sizes(H.HistologyConfig(members=6, ensemble_sizes=(2, 4, 8))).tolist() == [1, 2, 4, 6]
+    monkeypatch.delenv(H.ROOT_ENV_VAR, raising=False)
+    with pytest.raises(FileNotFoundError, match="download_histology"):
+        H.histology_data(H.FULL)
+    with pytest.raises(ValueError, match="mini"):
+        H.histology_data(H.HistologyConfig(data="medium"))
+
+
+@needs_shared
+def test_full_data_path_on_the_shared_patches(tmp_path, monkeypatch):
+    """The ``full`` preset's loader (whole patches resized) works on any folder in the published layout."""
+    monkeypatch.setenv("EQLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(H.ROOT_ENV_VAR, str(shared_data_dir("histology")))
+    d = H.histology_data(H.HistologyConfig(data="full", image_size=64))
+    assert d["x_train"].shape == (18, 64, 64, 3) and d["x_test"].shape == (9, 64, 64, 3)
+    assert sorted(set(d["y_train"].tolist())) == list(range(9))
+    sets = H.evaluation_sets(H.HistologyConfig(image_size=64, n_off=5), d["x_test"])
+    assert {k: v.shape for k, v in sets.items()} == {"test": (9, 64, 64, 3), "noise": (5, 64, 64, 3),
+                                                     "jitter": (9, 64, 64, 3), "fashion": (5, 64, 64, 3)}
+    assert all(0 <= v.min() and v.max() <= 1 for v in sets.values())
+
+
+@needs_shared
+def test_full_preset_code_path_with_member_chunks(tmp_path, monkeypatch, capsys):
+    """The ``full`` preset's path — whole patches, vmapped members trained in chunks, each chunk
+    checkpointed — on the shared patches at tiny size; chunked training equals training all at once."""
+    monkeypatch.setenv("EQLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(H.ROOT_ENV_VAR, str(shared_data_dir("histology")))
+    small = dict(image_size=32, n_off=8, members=2, ensemble_sizes=(1, 2), epochs=1, channels=(4,), batch_size=8,
+                 augmentations=("C4",), strategy="vmap", eval_batch=8, apply_batch=64)
+    path = run_experiment("histology", preset="full", root=tmp_path, member_chunk=1, **small)
+    meta = json.loads(path.read_text())
+    assert meta["summary"]["data"]["stand_in"] is False and meta["summary"]["data"]["n_train"] == 18
+    assert sorted(p.name for p in (path.parent / "checkpoints").iterdir()) == [
+        f"train_{mode}_members{m:04d}.npz" for mode in ("C4", "plain") for m in (0, 1)]
+    chunked, _ = latest_results("histology", "full", root=tmp_path)
+    whole = run_experiment("histology", preset="full", root=tmp_path / "whole", member_chunk=None, **small)
+    once, _ = latest_results("histology", "full", root=tmp_path / "whole")
+    assert whole != path
+    np.testing.assert_allclose(chunked["C4/test/spread_C4"], once["C4/test/spread_C4"], rtol=1e-4)
+    np.testing.assert_allclose(chunked["plain/loss"], once["plain/loss"], rtol=1e-4)
+    assert (chunked["plain/test/member_pred"] == once["plain/test/member_pred"]).mean() > 0.95
