@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import cache_dir
-from .idx import IMAGES_MAGIC, LABELS_MAGIC, as_image_dataset, locate_idx_file, read_idx_verified
+from .idx import locate_idx_pair, read_idx_pair
 
 __all__ = [
     "CLASS_NAMES",
@@ -87,18 +87,8 @@ def fashion_mnist_files(split: str = "train", data_dir: str | os.PathLike | None
                         download: bool = True) -> tuple[Path, Path]:
     """Paths of the (images, labels) files of ``split``, downloading them into the cache if needed."""
     _check_split(split)
-    explicit = data_dir if data_dir is not None else os.environ.get(ENV_VAR)
-    search = [
-        ("data_dir argument" if data_dir is not None else f"${ENV_VAR}",
-         Path(explicit).expanduser() if explicit else None),
-        ("Debian dataset-fashion-mnist", DEBIAN_DIR),
-    ]
-    cache = cache_dir("fashion-mnist", create=False)
-    paths = tuple(
-        locate_idx_file(name, PAYLOAD_SHA256[name], magic, search, cache, MIRRORS, download)
-        for name, magic in zip(FILES[split], (IMAGES_MAGIC, LABELS_MAGIC))
-    )
-    return paths  # type: ignore[return-value]
+    return locate_idx_pair(FILES[split], PAYLOAD_SHA256, data_dir, ENV_VAR, ("Debian dataset-fashion-mnist", DEBIAN_DIR),
+                           cache_dir("fashion-mnist", create=False), MIRRORS, download)
 
 
 def load_fashion_mnist(split: str = "train", data_dir: str | os.PathLike | None = None,
@@ -108,9 +98,5 @@ def load_fashion_mnist(split: str = "train", data_dir: str | os.PathLike | None 
     ``n`` = 60,000 (train) or 10,000 (test). Every file is checked (IDX structure, SHA-256 of the
     decompressed bytes); a corrupt or foreign file raises ``ValueError`` naming it.
     """
-    image_path, label_path = fashion_mnist_files(split, data_dir, download)
-    image_name, label_name = FILES[split]
-    images = read_idx_verified(image_path, PAYLOAD_SHA256[image_name], IMAGES_MAGIC)
-    labels = read_idx_verified(label_path, PAYLOAD_SHA256[label_name], LABELS_MAGIC)
-    return as_image_dataset(images, labels, image_path, label_path)
+    return read_idx_pair(fashion_mnist_files(split, data_dir, download), FILES[split], PAYLOAD_SHA256)
 

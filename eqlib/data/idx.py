@@ -154,6 +154,41 @@ def locate_idx_file(
         raise FileNotFoundError(f"{filename} not found; looked in\n  {where}\nand {err}") from err
 
 
+def locate_idx_pair(
+    names: Sequence[str],
+    sha256: dict[str, str],
+    data_dir: str | os.PathLike | None,
+    env_var: str,
+    fallback: tuple[str, Path | None],
+    download_dir: Path | None,
+    mirrors: Sequence[str],
+    download: bool,
+) -> tuple[Path, Path]:
+    """Paths of an (images, labels) pair of IDX files, found or downloaded by :func:`locate_idx_file`.
+
+    Looked up in order: ``data_dir`` (else the folder in ``$env_var``), the ``fallback``
+    ``(description, folder)``, then ``download_dir``, where a download lands.
+    """
+    explicit = data_dir if data_dir is not None else os.environ.get(env_var)
+    search = [
+        ("data_dir argument" if data_dir is not None else f"${env_var}",
+         Path(explicit).expanduser() if explicit else None),
+        fallback,
+    ]
+    images, labels = (locate_idx_file(name, sha256[name], magic, search, download_dir, mirrors, download)
+                      for name, magic in zip(names, (IMAGES_MAGIC, LABELS_MAGIC)))
+    return images, labels
+
+
+def read_idx_pair(paths: Sequence[Path], names: Sequence[str],
+                  sha256: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """Read and verify an (images, labels) pair → float32 ``(n, h, w, 1)`` in [0, 1], int32 ``(n,)``."""
+    image_path, label_path = paths
+    images = read_idx_verified(image_path, sha256[names[0]], IMAGES_MAGIC)
+    labels = read_idx_verified(label_path, sha256[names[1]], LABELS_MAGIC)
+    return as_image_dataset(images, labels, image_path, label_path)
+
+
 def as_image_dataset(images: np.ndarray, labels: np.ndarray, image_path: Path | str = "images",
                      label_path: Path | str = "labels") -> tuple[np.ndarray, np.ndarray]:
     """uint8 ``(n, h, w)`` images and ``(n,)`` labels → float32 ``(n, h, w, 1)`` in [0, 1], int32."""

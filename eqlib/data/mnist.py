@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import cache_dir, shared_data_dir
-from .idx import IMAGES_MAGIC, LABELS_MAGIC, as_image_dataset, locate_idx_file, read_idx_verified
+from .idx import locate_idx_pair, read_idx_pair
 
 __all__ = ["FILES", "MIRRORS", "ENV_VAR", "PAYLOAD_SHA256", "PAYLOAD_MD5", "CLASS_COUNTS_TEST",
            "load_mnist", "mnist_files"]
@@ -50,18 +50,8 @@ def mnist_files(split: str = "test", data_dir: str | os.PathLike | None = None,
     """Paths of the (images, labels) files of ``split``, downloading them into the cache if needed."""
     if split not in FILES:
         raise ValueError(f"only the MNIST test split is provided (split='test'), got {split!r}")
-    explicit = data_dir if data_dir is not None else os.environ.get(ENV_VAR)
-    search = [
-        ("data_dir argument" if data_dir is not None else f"${ENV_VAR}",
-         Path(explicit).expanduser() if explicit else None),
-        ("shared data", shared_data_dir("mnist")),
-    ]
-    cache = cache_dir("mnist", create=False)
-    paths = tuple(
-        locate_idx_file(name, PAYLOAD_SHA256[name], magic, search, cache, MIRRORS, download)
-        for name, magic in zip(FILES[split], (IMAGES_MAGIC, LABELS_MAGIC))
-    )
-    return paths  # type: ignore[return-value]
+    return locate_idx_pair(FILES[split], PAYLOAD_SHA256, data_dir, ENV_VAR, ("shared data", shared_data_dir("mnist")),
+                           cache_dir("mnist", create=False), MIRRORS, download)
 
 
 def load_mnist(split: str = "test", data_dir: str | os.PathLike | None = None,
@@ -71,8 +61,4 @@ def load_mnist(split: str = "test", data_dir: str | os.PathLike | None = None,
     Both files are checked (IDX structure, SHA-256 of the decompressed bytes); a corrupt or
     foreign file raises ``ValueError`` naming it.
     """
-    image_path, label_path = mnist_files(split, data_dir, download)
-    image_name, label_name = FILES[split]
-    images = read_idx_verified(image_path, PAYLOAD_SHA256[image_name], IMAGES_MAGIC)
-    labels = read_idx_verified(label_path, PAYLOAD_SHA256[label_name], LABELS_MAGIC)
-    return as_image_dataset(images, labels, image_path, label_path)
+    return read_idx_pair(mnist_files(split, data_dir, download), FILES[split], PAYLOAD_SHA256)

@@ -479,21 +479,28 @@ def _size_axis(ax, sizes) -> None:
     ax.set_xlabel("ensemble size M (members)")
 
 
+def _width_aug_series(widths: Sequence[int]):
+    """``(key, plot style)`` per width (one colour each) and augmentation (solid C4, dotted none)."""
+    import matplotlib.pyplot as plt
+
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for w, colour in zip(widths, colours):
+        for aug, ls in {"C4": "-", "none": ":"}.items():
+            label = f"c={w}, {'C4 augmentation' if aug == 'C4' else 'no augmentation'}"
+            yield f"c{w}_{aug}", {"ls": ls, "color": colour, "label": label}
+
+
 def plot_osp_vs_members(arrays: dict, widths: Sequence[int], axes=None):
     """OSP count against ensemble size M, one panel per evaluation set; members at M = 1 (mean ± std)."""
     import matplotlib.pyplot as plt
 
     if axes is None:
         _, axes = plt.subplots(1, len(EVAL_SETS), figsize=(12, 3.4), sharey=True)
-    styles = {"C4": "-", "none": ":"}
     for ax, name in zip(axes, EVAL_SETS):
-        for w, colour in zip(widths, plt.rcParams["axes.prop_cycle"].by_key()["color"]):
-            for aug, ls in styles.items():
-                key = f"c{w}_{aug}"
-                sizes = arrays[f"{key}/sizes"]
-                ax.errorbar(sizes, arrays[f"{key}/ensemble_osp/{name}"], arrays[f"{key}/ensemble_osp_std/{name}"],
-                            ls=ls, marker="o", ms=4, color=colour, capsize=2,
-                            label=f"c={w}, {'C4 augmentation' if aug == 'C4' else 'no augmentation'}")
+        for key, style in _width_aug_series(widths):
+            sizes = arrays[f"{key}/sizes"]
+            ax.errorbar(sizes, arrays[f"{key}/ensemble_osp/{name}"], arrays[f"{key}/ensemble_osp_std/{name}"],
+                        marker="o", ms=4, capsize=2, **style)
         ax.axhline(4, color="k", lw=0.6)
         ax.axhline(1.3, color="gray", lw=0.6, ls="--")
         _size_axis(ax, sizes)
@@ -510,16 +517,12 @@ def plot_spread_vs_members(arrays: dict, widths: Sequence[int], axes=None):
 
     if axes is None:
         _, axes = plt.subplots(1, len(EVAL_SETS), figsize=(12, 3.4), sharey=True)
-    styles = {"C4": "-", "none": ":"}
     for ax, name in zip(axes, EVAL_SETS):
         sizes = None
-        for w, colour in zip(widths, plt.rcParams["axes.prop_cycle"].by_key()["color"]):
-            for aug, ls in styles.items():
-                key = f"c{w}_{aug}"
-                sizes = arrays[f"{key}/sizes"]
-                ref = np.sqrt((arrays[f"{key}/member_spread/{name}"] ** 2).mean())
-                ax.plot(sizes, arrays[f"{key}/ensemble_spread/{name}"] / ref, ls=ls, marker="o", ms=4, color=colour,
-                        label=f"c={w}, {'C4 augmentation' if aug == 'C4' else 'no augmentation'}")
+        for key, style in _width_aug_series(widths):
+            sizes = arrays[f"{key}/sizes"]
+            ref = np.sqrt((arrays[f"{key}/member_spread/{name}"] ** 2).mean())
+            ax.plot(sizes, arrays[f"{key}/ensemble_spread/{name}"] / ref, marker="o", ms=4, **style)
         ax.plot(sizes, 1 / np.sqrt(sizes), "k--", lw=0.8, label="1/√M")
         ax.set_yscale("log")
         ticks = [t for t in (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0) if t >= 0.7 / np.sqrt(max(sizes))]
