@@ -15,7 +15,7 @@ neural-tangents is imported only when a kernel is computed (``eqlib._nt``), so e
 works on any recent JAX.
 """
 from .augment import AugmentedData, augment_full_orbit, orbit_permutations, permutation_matrix
-from .ensemble import EnsembleState, TrainConfig, ensemble_apply, init_ensemble, train_ensemble
+from .ensemble import EnsembleState, TrainConfig, ensemble_apply, init_ensemble, train_ensemble, train_in_chunks
 from .groups import (CyclicRotations, Dihedral4, FiniteGroup, LatticeTranslations, MatrixGroup, MatrixSet,
                      ProductGroup, SpinFlip, Trivial, check_representation, get_group, octahedral_group,
                      random_rotations, representation_matrix)

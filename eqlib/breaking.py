@@ -65,7 +65,7 @@ def subensemble_violation(member_outputs, sizes: Sequence[int], num_resamples: i
 
 
 def predicted_subensemble_violation(mean, covariance, sizes: Sequence[int], num_samples: int = 256,
-                                    seed: int = 0, violation: ViolationFn = orbit_spread) -> np.ndarray:
+                                    seed: int | Sequence[int] = 0, violation: ViolationFn = orbit_spread) -> np.ndarray:
     """The same statistic for ensemble means drawn from N(μ_t, Σ_t/M) (Lemma B.4): ``-> (len(sizes), num_samples)``.
 
     ``mean: (|G|, n, d)`` is μ_t on the orbit points and ``covariance: (|G|·n, |G|·n)`` is Σ_t

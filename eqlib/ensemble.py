@@ -22,7 +22,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -295,6 +295,30 @@ def _load_checkpoint(path, like: EnsembleState) -> tuple[EnsembleState, dict]:
     params, opt_state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(b) for b in loaded])
     history = {k.split("/", 1)[1]: list(v) for k, v in arrays.items() if k.startswith("history/")}
     return EnsembleState(params, opt_state, like.member_ids, int(arrays["state/epoch"])), history
+
+
+def train_in_chunks(module: nn.Module, x, y, config: TrainConfig, num_members: int, chunk: int | None,
+                    seed: int = 0, checkpoint: Callable[[str], str | Path] | None = None, name: str = "train",
+                    **train_kwargs) -> Iterator[tuple[EnsembleState, dict]]:
+    """Initialise and train members ``0 … num_members−1`` in chunks of ``chunk`` members (None: all at once).
+
+    One :func:`train_ensemble` call per chunk bounds memory; with ``checkpoint`` (e.g.
+    ``Run.checkpoint_path``) every chunk has its own checkpoint, ``checkpoint(name)`` for a single
+    chunk and ``checkpoint(f"{name}_members{first}-{last}")`` otherwise, so an interrupted run loses
+    at most the chunk in progress. Member m gets the same parameters whatever the chunking. Yields
+    ``(state, history)`` chunk by chunk; ``train_kwargs`` (``group``, ``on_epoch_end``, ``progress``
+    …) go to :func:`train_ensemble`.
+    """
+    if num_members < 1 or (chunk is not None and chunk < 1):
+        raise ValueError(f"need num_members ≥ 1 and chunk ≥ 1 (or None), got {num_members} and {chunk}")
+    chunk = min(chunk or num_members, num_members)
+    for start in range(0, num_members, chunk):
+        ids = range(start, min(start + chunk, num_members))
+        state = init_ensemble(module, x, seed=seed, config=config, member_ids=ids)
+        path = None
+        if checkpoint is not None:
+            path = checkpoint(name if chunk == num_members else f"{name}_members{ids[0]}-{ids[-1]}")
+        yield train_ensemble(module, state, x, y, config, seed=seed, checkpoint=path, **train_kwargs)
 
 
 def ensemble_apply(module: nn.Module, params, x, batch_size: int = 2048, strategy: str = "auto") -> jnp.ndarray:

@@ -6,7 +6,7 @@ kept. Use :func:`orbit_outputs` to produce it from a function and a group.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -14,8 +14,17 @@ import numpy as np
 from .groups import ActFn, Transformations
 
 
-def orbit_outputs(apply_fn: Callable, x, group: Transformations) -> jnp.ndarray:
-    """``apply_fn: (N, ...) -> (..., N, d)`` evaluated on the orbit of ``x: (n, ...)`` → ``(..., |G|, n, d)``."""
+def orbit_outputs(apply_fn: Callable, x, group: Transformations, chunk: int | None = None):
+    """``apply_fn: (N, ...) -> (..., N, d)`` evaluated on the orbit of ``x: (n, ...)`` → ``(..., |G|, n, d)``.
+
+    ``chunk``: evaluate the orbits of ``chunk`` inputs at a time (``|G|·chunk`` rows per call, to
+    bound memory) and return a NumPy array; without it, one call and a JAX array.
+    """
+    if chunk is not None:
+        if chunk < 1:
+            raise ValueError(f"chunk must be a positive number of inputs, got {chunk}")
+        parts = [np.asarray(orbit_outputs(apply_fn, x[s:s + chunk], group)) for s in range(0, len(x), chunk)]
+        return np.concatenate(parts, axis=-2)
     x = jnp.asarray(x)
     orbit = group.orbit(x)  # (|G|, n, ...)
     out = apply_fn(orbit.reshape((-1,) + x.shape[1:]))
@@ -87,3 +96,25 @@ def accuracy(logits, labels) -> np.ndarray:
 def ensemble_mean(member_outputs, axis: int = 0) -> np.ndarray:
     """The ensemble prediction: the mean of member outputs (logits, as in this book) over ``axis``."""
     return np.asarray(member_outputs).mean(axis)
+
+
+def ensemble_sizes(requested: Sequence[int], members: int) -> np.ndarray:
+    """The ensemble sizes to measure for a pool of ``members``: the requested ones that fit, plus 1 and all."""
+    if members < 1:
+        raise ValueError(f"members must be positive, got {members}")
+    return np.asarray(sorted({int(k) for k in requested if 1 <= k <= members} | {1, members}))
+
+
+def subensemble_means(member_outputs, size: int, axis: int = 0) -> np.ndarray:
+    """Means of the ⌊M/k⌋ disjoint blocks of ``size`` = k consecutive members along ``axis``.
+
+    ``member_outputs: (..., M, ...)`` with M on ``axis`` → ``(..., ⌊M/k⌋, ...)``; members left over
+    after the last full block are not used. Independent sub-ensembles of one size, without resampling.
+    """
+    outputs = np.moveaxis(np.asarray(member_outputs), axis, 0)
+    M = outputs.shape[0]
+    if not 1 <= size <= M:
+        raise ValueError(f"ensemble size {size} outside 1..{M}")
+    blocks = M // int(size)
+    means = outputs[: blocks * size].reshape((blocks, int(size)) + outputs.shape[1:]).mean(1)
+    return np.moveaxis(means, 0, axis)

@@ -25,6 +25,7 @@ import os
 import pkgutil
 import re
 import shutil
+import sys
 import time
 import types
 import typing
@@ -149,6 +150,17 @@ class Run:
     def elapsed(self) -> float:
         """Seconds since this Run object was created."""
         return time.perf_counter() - self._t0
+
+    @property
+    def show_progress(self) -> bool:
+        """Whether long loops show tqdm bars: when verbose, on a terminal or with ``$EQLIB_PROGRESS=1``.
+
+        ``$EQLIB_PROGRESS=0`` turns them off; in a notebook (no terminal) they are off by default.
+        """
+        flag = os.environ.get("EQLIB_PROGRESS", "").strip().lower()
+        if not self.verbose or flag in {"0", "false", "no", "off"}:
+            return False
+        return flag in {"1", "true", "yes", "on"} or (sys.stderr is not None and sys.stderr.isatty())
 
     def log(self, message: str) -> None:
         """Print ``[experiment/preset] message`` when verbose."""

@@ -17,6 +17,7 @@ from eqlib.ensemble import (
     member_params,
     resolve_strategy,
     train_ensemble,
+    train_in_chunks,
 )
 from eqlib.groups import SpinFlip
 from eqlib.models import mlp
@@ -56,6 +57,31 @@ def test_strategies_give_the_same_members_as_training_alone():
         for m in range(3):
             assert max_diff(slot(state.params, m), slot(alone[m], 0)) <= 1e-6, (strategy, m)
             assert max_diff(member_params(state, m), slot(state.params, m)) == 0.0
+
+
+def test_train_in_chunks_gives_the_members_of_one_call_with_a_checkpoint_per_chunk(tmp_path):
+    x, y = data()
+    config = TrainConfig(learning_rate=0.05, epochs=2, batch_size=3)
+    whole, _ = train(config, x, y, members=5)
+    names = []
+
+    def checkpoint(name):
+        names.append(name)
+        return tmp_path / f"{name}.npz"
+
+    chunks = list(train_in_chunks(NET, x, y, config, 5, 2, seed=1, checkpoint=checkpoint, name="train_a",
+                                  progress=False))
+    assert [state.member_ids for state, _ in chunks] == [(0, 1), (2, 3), (4,)]
+    assert names == ["train_a_members0-1", "train_a_members2-3", "train_a_members4-4"]
+    assert all((tmp_path / f"{n}.npz").exists() for n in names)
+    for m in range(5):
+        state, history = chunks[m // 2]
+        assert history["loss"].shape == (2, len(state.member_ids))
+        assert max_diff(slot(state.params, m % 2), slot(whole.params, m)) <= 1e-6, m
+    [(single, _)] = train_in_chunks(NET, x, y, config, 5, None, seed=1, checkpoint=checkpoint, progress=False)
+    assert names[-1] == "train" and max_diff(single.params, whole.params) == 0.0
+    with pytest.raises(ValueError, match="chunk"):
+        next(train_in_chunks(NET, x, y, config, 5, 0))
 
 
 def test_resolve_strategy():

@@ -9,10 +9,12 @@ from eqlib.groups import CyclicRotations, SpinFlip, Trivial, octahedral_group
 from eqlib.metrics import (
     accuracy,
     ensemble_mean,
+    ensemble_sizes,
     equivariance_error,
     orbit_outputs,
     orbit_same_prediction,
     orbit_spread,
+    subensemble_means,
 )
 
 C4 = CyclicRotations(4)
@@ -122,6 +124,25 @@ def test_ensemble_mean(rng):
     np.testing.assert_allclose(ensemble_mean(outs, axis=1), outs.mean(1))
 
 
+def test_ensemble_sizes():
+    np.testing.assert_array_equal(ensemble_sizes((1, 2, 5, 200), 10), [1, 2, 5, 10])
+    np.testing.assert_array_equal(ensemble_sizes((), 3), [1, 3])
+    with pytest.raises(ValueError, match="members"):
+        ensemble_sizes((1,), 0)
+
+
+def test_subensemble_means_are_disjoint_blocks(rng):
+    outs = rng.normal(size=(7, 3, 2))                       # M = 7 members
+    np.testing.assert_allclose(subensemble_means(outs, 1), outs)
+    np.testing.assert_allclose(subensemble_means(outs, 3), [outs[0:3].mean(0), outs[3:6].mean(0)])  # 7th unused
+    np.testing.assert_allclose(subensemble_means(outs, 7), outs.mean(0, keepdims=True))
+    timed = rng.normal(size=(2, 4, 5))                      # (T, M, n): members on axis 1
+    np.testing.assert_allclose(subensemble_means(timed, 2, axis=1), timed.reshape(2, 2, 2, 5).mean(2))
+    for bad in (0, 8):
+        with pytest.raises(ValueError, match="outside 1..7"):
+            subensemble_means(outs, bad)
+
+
 # ------------------------------------------------------------------------------ orbit_outputs
 
 def test_orbit_outputs_shape_and_order(rng):
@@ -137,6 +158,10 @@ def test_orbit_outputs_shape_and_order(rng):
         corner = np.rot90(x, g, axes=(1, 2))[:, 0, 0, 0]
         np.testing.assert_allclose(out[0, g, :, 0], corner, atol=1e-6)
         np.testing.assert_allclose(out[1, g, :, 1], 3 * corner ** 2, atol=1e-5)
+    for chunk in (1, 2, 3, 10):                             # chunks of inputs: the same array
+        np.testing.assert_allclose(orbit_outputs(members, x, C4, chunk=chunk), out, rtol=1e-6)
+    with pytest.raises(ValueError, match="chunk"):
+        orbit_outputs(members, x, C4, chunk=0)
 
 
 # ------------------------------------------------------------------------------ bad shapes

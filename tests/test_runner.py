@@ -198,3 +198,25 @@ def test_registry_and_run_experiment(tmp_path, monkeypatch):
 
     with pytest.raises(ValueError, match="must return"):
         run_experiment("toy_bad_return", "quick", tmp_path, verbose=False)
+
+
+def test_show_progress(tmp_path, monkeypatch):
+    class Terminal:
+        def __init__(self, tty):
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    run = Run("toy", "quick", Cfg(), tmp_path)
+    monkeypatch.delenv("EQLIB_PROGRESS", raising=False)
+    monkeypatch.setattr("sys.stderr", Terminal(False))
+    assert not run.show_progress                                 # a notebook or a log file: no bars
+    monkeypatch.setattr("sys.stderr", Terminal(True))
+    assert run.show_progress                                     # a terminal: bars
+    monkeypatch.setenv("EQLIB_PROGRESS", "0")
+    assert not run.show_progress
+    monkeypatch.setenv("EQLIB_PROGRESS", "1")
+    monkeypatch.setattr("sys.stderr", Terminal(False))
+    assert run.show_progress
+    assert not Run("toy", "quick", Cfg(), tmp_path, verbose=False).show_progress   # quiet runs stay quiet

@@ -6,6 +6,9 @@ position; the target is the intensity-weighted second moment about the image cen
     y(x) = Σ_ij x_ij² · r_ij² / Σ_ij r_ij²,   r_ij = distance of pixel (i, j) from the centre,
 
 which every rotation and reflection of the square leaves unchanged ("how far out is the ink?").
+
+:func:`cross_product_data` is the equivariant counterpart for vectors: pairs ``(u, v)`` in R³
+and ``u × v``, which every rotation R maps to ``R u × R v = R (u × v)``.
 """
 from __future__ import annotations
 
@@ -45,3 +48,9 @@ def blob_regression(n: int, size: int = 8, seed: int = 0) -> tuple[np.ndarray, n
     """Images ``(n, size, size, 1)`` and their invariant targets ``(n, 1)``, both float32."""
     x = blob_images(n, size, seed=seed)
     return x, second_moment(x).astype(np.float32)
+
+
+def cross_product_data(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian vector pairs ``(n, 2, 3)`` and their cross products ``(n, 3)``, float32, drawn from ``rng``."""
+    uv = rng.normal(size=(n, 2, 3)).astype(np.float32)
+    return uv, np.cross(uv[:, 0], uv[:, 1])

@@ -38,8 +38,6 @@ parameters, 10 epochs; members trained vmapped in one program, sharded over seve
 from __future__ import annotations
 
 import math
-import os
-import sys
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -50,7 +48,7 @@ from ..data.mnist import load_mnist
 from ..data.noise import noise_images
 from ..ensemble import TrainConfig, ensemble_apply, init_ensemble, train_ensemble
 from ..groups import CyclicRotations, SampledRotations, Transformations, get_group
-from ..metrics import accuracy, orbit_outputs, orbit_same_prediction, orbit_spread
+from ..metrics import accuracy, ensemble_sizes, orbit_outputs, orbit_same_prediction, orbit_spread, subensemble_means
 from ..models import Architecture, cnn
 from ..runner import Run, experiment
 
@@ -63,7 +61,6 @@ __all__ = [
     "PAPER",
     "member_architecture",
     "ensemble_keys",
-    "ensemble_sizes",
     "covering_kappa",
     "osp_by_ensemble_size",
     "agreement_by_angle",
@@ -158,11 +155,6 @@ def ensemble_keys(cfg: FashionMNISTConfig) -> list[tuple[str, int, str, int]]:
     return jobs
 
 
-def ensemble_sizes(requested: Sequence[int], members: int) -> np.ndarray:
-    """The ensemble sizes measured for a pool of ``members``: the requested ones that fit, plus 1 and all."""
-    return np.asarray(sorted({int(k) for k in requested if 1 <= k <= members} | {1, members}))
-
-
 def covering_kappa(k: int) -> float:
     """κ of C_k in SO(2): every rotation lies within ``2 sin(π/2k)`` (operator norm) of an element of C_k.
 
@@ -172,6 +164,16 @@ def covering_kappa(k: int) -> float:
     if k < 1:
         raise ValueError(f"k must be a positive integer, got {k}")
     return 2 * math.sin(math.pi / (2 * k))
+
+
+def _check_logits_and_sizes(logits_on_orbit, sizes: Sequence[int]) -> tuple[np.ndarray, list[int]]:
+    logits = np.asarray(logits_on_orbit)
+    if logits.ndim != 4:
+        raise ValueError(f"logits_on_orbit must be (M, |G|, n, C), got shape {logits.shape}")
+    sizes = [int(k) for k in sizes]
+    if not sizes or min(sizes) < 1 or max(sizes) > logits.shape[0]:
+        raise ValueError(f"ensemble sizes must lie in 1..{logits.shape[0]}, got {sizes}")
+    return logits, sizes
 
 
 def osp_by_ensemble_size(logits_on_orbit: np.ndarray, sizes: Sequence[int], labels: np.ndarray | None = None) -> dict:
@@ -192,21 +194,15 @@ def osp_by_ensemble_size(logits_on_orbit: np.ndarray, sizes: Sequence[int], labe
     * with ``labels: (n,)``: ``member_acc``, ``member_acc_orbit`` ``(M,)`` and ``ensemble_acc``,
       ``ensemble_acc_orbit`` ``(K,)`` — accuracy on the upright inputs and over the whole orbit.
     """
-    logits = np.asarray(logits_on_orbit)
-    if logits.ndim != 4:
-        raise ValueError(f"logits_on_orbit must be (M, |G|, n, C), got shape {logits.shape}")
+    logits, sizes = _check_logits_and_sizes(logits_on_orbit, sizes)
     M, order = logits.shape[:2]
-    sizes = [int(k) for k in sizes]
-    if not sizes or min(sizes) < 1 or max(sizes) > M:
-        raise ValueError(f"ensemble sizes must lie in 1..{M}, got {sizes}")
     member = orbit_same_prediction(logits)
     out = {"member_osp": member.mean, "member_consistent": member.consistent, "member_chance": chance_osp(logits),
            "member_hist": np.stack([(member.counts == c).mean(-1) for c in range(1, order + 1)], -1)}
     stats: dict[str, list] = {k: [] for k in ("ensemble_osp", "ensemble_osp_std", "ensemble_consistent",
                                               "ensemble_chance", "ensemble_acc", "ensemble_acc_orbit")}
     for k in sizes:
-        blocks = M // k
-        ens = logits[: blocks * k].reshape(blocks, k, *logits.shape[1:]).mean(1)   # (blocks, |G|, n, C)
+        ens = subensemble_means(logits, k)                                          # (blocks, |G|, n, C)
         osp = orbit_same_prediction(ens)
         stats["ensemble_osp"].append(osp.mean.mean())
         stats["ensemble_osp_std"].append(osp.mean.std())
@@ -214,7 +210,7 @@ def osp_by_ensemble_size(logits_on_orbit: np.ndarray, sizes: Sequence[int], labe
         stats["ensemble_chance"].append(chance_osp(ens).mean())
         if labels is not None:
             stats["ensemble_acc"].append(accuracy(ens[:, 0], labels).mean())
-            rotated = accuracy(ens.reshape(blocks, -1, ens.shape[-1]), np.tile(labels, order))
+            rotated = accuracy(ens.reshape(len(ens), -1, ens.shape[-1]), np.tile(labels, order))
             stats["ensemble_acc_orbit"].append(rotated.mean())
     full = orbit_same_prediction(logits.mean(0))
     out["ensemble_hist"] = np.asarray([(full.counts == c).mean() for c in range(1, order + 1)])
@@ -236,17 +232,10 @@ def spread_by_ensemble_size(logits_on_orbit: np.ndarray, sizes: Sequence[int]) -
     invariant mean, the squared spread of an M-average is the members' mean squared spread divided
     by M, so ``ensemble_spread / rms(member_spread) ≈ 1/√M``; a non-invariant mean makes it level off.
     """
-    logits = np.asarray(logits_on_orbit)
-    if logits.ndim != 4:
-        raise ValueError(f"logits_on_orbit must be (M, |G|, n, C), got shape {logits.shape}")
-    M = logits.shape[0]
-    sizes = [int(k) for k in sizes]
-    if not sizes or min(sizes) < 1 or max(sizes) > M:
-        raise ValueError(f"ensemble sizes must lie in 1..{M}, got {sizes}")
+    logits, sizes = _check_logits_and_sizes(logits_on_orbit, sizes)
     means, stds = [], []
     for k in sizes:
-        blocks = M // k
-        ens = logits[: blocks * k].reshape(blocks, k, *logits.shape[1:]).mean(1)
+        ens = subensemble_means(logits, k)                                # (blocks, |G|, n, C)
         rms = np.sqrt((orbit_spread(ens) ** 2).mean(-1))                 # (blocks,)
         means.append(np.sqrt((rms ** 2).mean()))
         stds.append(rms.std())
@@ -276,14 +265,6 @@ def agreement_by_angle(logits_on_orbit: np.ndarray) -> np.ndarray:
     """
     pred = np.asarray(logits_on_orbit).argmax(-1)                  # (..., A, n)
     return (pred == pred[..., :1, :]).mean(-1)
-
-
-def _progress() -> bool:
-    """Show tqdm bars on a terminal, or when ``$EQLIB_PROGRESS`` is 1/true (not in notebooks)."""
-    flag = os.environ.get("EQLIB_PROGRESS", "").strip().lower()
-    if flag in {"0", "false", "no", "off"}:
-        return False
-    return flag in {"1", "true", "yes", "on"} or (sys.stderr is not None and sys.stderr.isatty())
 
 
 # ------------------------------------------------------------------------------------ data
@@ -335,13 +316,8 @@ def block_noise(n: int, block: int, seed: int = 0) -> np.ndarray:
 
 def _orbit_logits(net, params, x: np.ndarray, group: Transformations, batch: int) -> np.ndarray:
     """Member logits on the orbit: ``x: (n, ...)`` → ``(M, |G|, n, 10)``, in chunks of inputs."""
-    chunk = max(1, batch // group.order)
-
-    def apply(z):
-        return ensemble_apply(net, params, z, batch_size=batch)
-
-    parts = [np.asarray(orbit_outputs(apply, x[s:s + chunk], group)) for s in range(0, len(x), chunk)]
-    return np.concatenate(parts, axis=2)
+    return orbit_outputs(lambda z: ensemble_apply(net, params, z, batch_size=batch), x, group,
+                         chunk=max(1, batch // group.order))
 
 
 def _epoch_callback(net, sets: dict[str, np.ndarray], y_test: np.ndarray, batch: int) -> Callable:
@@ -379,7 +355,7 @@ def train_and_measure(run: Run, cfg: FashionMNISTConfig, data: dict, key: str, w
     callback = _epoch_callback(net, epoch_sets, data["y_test"][: cfg.n_epoch_eval], cfg.eval_batch)
     state, history = train_ensemble(net, state, data["x_train"], data["y_train"], train, seed=cfg.seed, group=group,
                                     on_epoch_end=callback, checkpoint=run.checkpoint_path(f"train_{key}"),
-                                    checkpoint_every=cfg.checkpoint_every, progress=_progress())
+                                    checkpoint_every=cfg.checkpoint_every, progress=run.show_progress)
     out = {"loss": history["loss"], "epochs": history["epoch"]}                          # (epochs, M), (epochs+1,)
     out.update({f"epoch/{k}": v for k, v in history.items() if k not in ("loss", "epoch")})   # (epochs+1, ...)
     sizes = ensemble_sizes(cfg.ensemble_sizes, members)

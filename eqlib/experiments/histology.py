@@ -55,9 +55,10 @@ import numpy as np
 
 from ..data.histology import CLASSES, load_histology, mini_task
 from ..data.noise import noise_images
-from ..ensemble import TrainConfig, ensemble_apply, init_ensemble, train_ensemble
+from ..ensemble import TrainConfig, ensemble_apply, train_in_chunks
 from ..groups import CyclicRotations, Dihedral4, FiniteGroup
-from ..metrics import accuracy, orbit_same_prediction, orbit_spread
+from .. import metrics
+from ..metrics import accuracy, orbit_outputs, orbit_same_prediction, orbit_spread, subensemble_means
 from ..models import Architecture, Flatten, GlobalAvgPool, cnn
 from ..runner import Run, experiment
 
@@ -239,9 +240,7 @@ def architecture(cfg: HistologyConfig) -> Architecture:
 
 def ensemble_sizes(cfg: HistologyConfig) -> np.ndarray:
     """The sub-ensemble sizes ≤ ``members``, always including 1 and ``members``."""
-    if cfg.members < 1:
-        raise ValueError(f"members must be positive, got {cfg.members}")
-    return np.asarray(sorted({int(k) for k in cfg.ensemble_sizes if 1 <= k <= cfg.members} | {1, cfg.members}))
+    return metrics.ensemble_sizes(cfg.ensemble_sizes, cfg.members)
 
 
 def subensemble_symmetry(logits_on_orbit: np.ndarray, sizes: np.ndarray) -> dict[str, np.ndarray]:
@@ -256,13 +255,9 @@ def subensemble_symmetry(logits_on_orbit: np.ndarray, sizes: np.ndarray) -> dict
     logits = np.asarray(logits_on_orbit)
     if logits.ndim != 4:
         raise ValueError(f"expected member logits (M, |G|, n, C), got shape {logits.shape}")
-    M = logits.shape[0]
     out: dict[str, list] = {"osp": [], "osp_std": [], "consistent": [], "spread": []}
     for k in sizes:
-        if not 1 <= k <= M:
-            raise ValueError(f"ensemble size {k} outside 1..{M}")
-        groups = M // int(k)
-        ens = logits[: groups * k].reshape(groups, int(k), *logits.shape[1:]).mean(1)   # (groups, |G|, n, C)
+        ens = subensemble_means(logits, k)                                          # (groups, |G|, n, C)
         osp = orbit_same_prediction(ens)
         out["osp"].append(osp.fraction.mean())
         out["osp_std"].append(osp.fraction.std())
@@ -273,19 +268,13 @@ def subensemble_symmetry(logits_on_orbit: np.ndarray, sizes: np.ndarray) -> dict
 
 def _orbit_logits(net, params, x: np.ndarray, group: FiniteGroup, chunk: int, batch: int, strategy: str) -> np.ndarray:
     """Member logits on the orbits of ``x: (n, ...)`` → ``(M, |G|, n, C)``, ``chunk`` inputs at a time."""
-    parts = []
-    for start in range(0, len(x), chunk):
-        xb = x[start:start + chunk]
-        orbit = np.asarray(group.orbit(xb)).reshape((-1,) + xb.shape[1:])           # (|G|·b, ...)
-        out = np.asarray(ensemble_apply(net, params, orbit, batch_size=batch, strategy=strategy))
-        parts.append(out.reshape(out.shape[0], group.order, len(xb), out.shape[-1]))
-    return np.concatenate(parts, axis=2)
+    return orbit_outputs(lambda z: ensemble_apply(net, params, z, batch_size=batch, strategy=strategy), x, group,
+                         chunk=chunk)
 
 
 def _measure(logits: np.ndarray, sizes: np.ndarray, labels: np.ndarray | None) -> dict[str, np.ndarray]:
     """All numbers of one evaluation set from member logits on the D4 orbit ``(M, 8, n, C)``."""
     out: dict[str, np.ndarray] = {}
-    M = logits.shape[0]
     ensemble = logits.mean(0)                                                       # (8, n, C)
     pred = logits[:, 0].argmax(-1)                                                  # (M, n) at the identity
     ens_pred = ensemble[0].argmax(-1)                                               # (n,)
@@ -304,12 +293,8 @@ def _measure(logits: np.ndarray, sizes: np.ndarray, labels: np.ndarray | None) -
             out[f"{key}_{name}"] = value                                            # (K,)
     if labels is not None:
         out["member_accuracy"] = accuracy(logits[:, 0], labels)                     # (M,)
-        acc = []
-        for k in sizes:
-            groups = M // int(k)
-            ens = logits[: groups * k, 0].reshape(groups, int(k), *logits.shape[2:]).mean(1)
-            acc.append(accuracy(ens, labels).mean())
-        out["accuracy"] = np.asarray(acc)                                           # (K,)
+        out["accuracy"] = np.asarray([accuracy(subensemble_means(logits[:, 0], k), labels).mean()
+                                      for k in sizes])                             # (K,)
     return out
 
 
@@ -322,15 +307,10 @@ def _train_and_measure(run: Run, cfg: HistologyConfig, mode: str, load: Callable
     train = TrainConfig(loss="cross_entropy", optimizer="adam", learning_rate=cfg.learning_rate, epochs=cfg.epochs,
                         batch_size=cfg.batch_size, strategy=cfg.strategy)
     group = None if mode == "plain" else _group(mode)
-    chunk = cfg.member_chunk or cfg.members
     params, losses = [], []
-    for start in range(0, cfg.members, chunk):
-        ids = range(start, min(start + chunk, cfg.members))
-        state = init_ensemble(net, d["x"][:1], member_ids=ids, seed=cfg.seed, config=train)
-        name = f"train_{mode}" if chunk >= cfg.members else f"train_{mode}_members{start:04d}"
-        state, history = train_ensemble(net, state, d["x"], d["y_train"], train, seed=cfg.seed, group=group,
-                                        checkpoint=run.checkpoint_path(name),
-                                        progress=run.verbose and cfg.data == "full")
+    for state, history in train_in_chunks(net, d["x"], d["y_train"], train, cfg.members, cfg.member_chunk, cfg.seed,
+                                          run.checkpoint_path, f"train_{mode}", group=group,
+                                          progress=run.show_progress):
         params.append(state.params)
         losses.append(history["loss"])                                              # (epochs, chunk)
     params = jax.tree_util.tree_map(lambda *leaves: np.concatenate([np.asarray(l) for l in leaves]), *params)

@@ -35,9 +35,10 @@ import numpy as np
 from ..augment import augment_full_orbit
 from ..data.ising import (gaussian_inputs, ising_energy, metropolis, random_configurations, sample_temperatures,
                           symmetry_group)
-from ..ensemble import TrainConfig, ensemble_apply, init_ensemble, train_ensemble
+from ..ensemble import TrainConfig, ensemble_apply, train_in_chunks
 from ..groups import FiniteGroup
-from ..metrics import equivariance_error, orbit_spread
+from ..breaking import predicted_subensemble_violation
+from ..metrics import ensemble_sizes, equivariance_error, orbit_spread, subensemble_means
 from ..models import Architecture, cnn, mlp
 from ..ntk import ensemble_mean_cov
 from ..runner import Run, experiment
@@ -134,34 +135,16 @@ def predicted_orbit_spread(mean: np.ndarray, cov: np.ndarray, group_order: int, 
     ``mean: (|G|·n,)`` and ``cov: (|G|·n, |G|·n)`` are μ_t and Σ_t on the orbit points, stacked
     group-element-major (index ``g·n + i``, as ``group.orbit`` gives them). By Lemma B.4 of
     Gerken & Kessel (2024) the M-average is ``μ_t + ε`` with ``ε ~ N(0, Σ_t/M)``; for each M in
-    ``sizes`` this draws ``samples`` such outputs and returns the mean and the standard deviation
-    over draws of ``mean_i orbit_spread_i``: two arrays of shape ``(len(sizes),)``.
+    ``sizes`` this draws ``samples`` such outputs (:func:`eqlib.breaking.predicted_subensemble_violation`)
+    and returns the mean and the standard deviation over draws of ``mean_i orbit_spread_i``: two
+    arrays of shape ``(len(sizes),)``.
     """
-    mean, cov = np.asarray(mean, np.float64), np.asarray(cov, np.float64)
-    dim = mean.shape[0]
-    if cov.shape != (dim, dim) or dim % group_order:
-        raise ValueError(f"mean {mean.shape} and cov {cov.shape} must be (|G|·n,) and (|G|·n, |G|·n) "
+    mean = np.asarray(mean, np.float64)
+    if mean.ndim != 1 or mean.shape[0] % group_order:
+        raise ValueError(f"mean {mean.shape} and cov {np.shape(cov)} must be (|G|·n,) and (|G|·n, |G|·n) "
                          f"with |G| = {group_order}")
-    root = _psd_root((cov + cov.T) / 2)                                       # root @ rootᵀ = Σ
-    z = np.random.default_rng(seed).normal(size=(samples, dim))
-    noise = z @ root.T                                                        # (samples, |G|·n) ~ N(0, Σ)
-    means, stds = [], []
-    for m in sizes:
-        out = (mean + noise / np.sqrt(m)).reshape(samples, group_order, -1, 1)
-        spread = orbit_spread(out).mean(-1)                                   # (samples,)
-        means.append(spread.mean())
-        stds.append(spread.std())
-    return np.asarray(means), np.asarray(stds)
-
-
-def _psd_root(cov: np.ndarray) -> np.ndarray:
-    """A square root of a positive semi-definite matrix: Cholesky with a tiny jitter, else eigh."""
-    jitter = 1e-10 * max(float(np.mean(np.diag(cov))), 1e-300)
-    try:
-        return np.linalg.cholesky(cov + jitter * np.eye(len(cov)))
-    except np.linalg.LinAlgError:
-        evals, evecs = np.linalg.eigh(cov)
-        return evecs * np.sqrt(np.clip(evals, 0, None))
+    spread = predicted_subensemble_violation(mean.reshape(group_order, -1, 1), cov, sizes, samples, seed)
+    return spread.mean(1), spread.std(1)                                      # over the draws
 
 
 def expected_squared_orbit_spread(cov_blocks: np.ndarray, num_members: int = 1) -> np.ndarray:
@@ -193,11 +176,6 @@ def _architectures(cfg: IsingConfig) -> dict[str, tuple[Architecture, int]]:
     return archs
 
 
-def _sizes(cfg: IsingConfig, members: int) -> np.ndarray:
-    sizes = sorted({int(k) for k in cfg.ensemble_sizes if 1 <= k <= members} | {1, members})
-    return np.asarray(sizes)
-
-
 def _orbit_inputs(data: dict, group: FiniteGroup) -> tuple[np.ndarray, list[int]]:
     """The orbits of all evaluation sets stacked: ``(Σ_sets |G|·n, L, L, 1)`` and the count per set."""
     inputs = [data[f"x_{name}"] for name in EVAL_SETS]
@@ -223,8 +201,7 @@ def orbit_metrics(outputs: np.ndarray, counts: list[int], data: dict, group: Fin
         metrics[f"member_spread/{name}"] = orbit_spread(orbit).mean(-1)               # (T, M)
         spread_k, spread_k_std, rmse_k = [], [], []
         for k in sizes:
-            groups = M // k
-            ens = orbit[:, : groups * k].reshape(T, groups, k, *orbit.shape[2:]).mean(2)   # (T, groups, |G|, n, 1)
+            ens = subensemble_means(orbit, k, axis=1)                                      # (T, groups, |G|, n, 1)
             per_group = orbit_spread(ens).mean(-1)                                         # (T, groups)
             spread_k.append(per_group.mean(1))
             spread_k_std.append(per_group.std(1))
@@ -272,20 +249,15 @@ def _train_and_measure(run: Run, cfg: IsingConfig, key: str, arch: Architecture,
         return {"time": np.asarray(epoch),
                 "outputs": np.asarray(ensemble_apply(net, params, orbit_x, batch_size=1024, strategy=strategy))}
 
-    chunk = cfg.member_chunk or members
     outputs, losses = [], []
-    for start in range(0, members, chunk):
-        ids = list(range(start, min(start + chunk, members)))
-        state = init_ensemble(net, x, seed=seed, config=train, member_ids=ids)
-        name = f"train_{key}" if chunk >= members else f"train_{key}_members{start}-{ids[-1]}"
-        _, history = train_ensemble(net, state, x, y, train, seed=seed, on_epoch_end=record,
-                                    checkpoint=run.checkpoint_path(name), checkpoint_every=cfg.checkpoint_every,
-                                    progress=False)
+    for _, history in train_in_chunks(net, x, y, train, members, cfg.member_chunk, seed, run.checkpoint_path,
+                                      f"train_{key}", on_epoch_end=record, checkpoint_every=cfg.checkpoint_every,
+                                      progress=run.show_progress):
         if not np.array_equal(history["time"], times):
             raise RuntimeError(f"{key}: measured at steps {history['time']}, expected {times}")
         outputs.append(history["outputs"])                                          # (T, m, P, 1)
         losses.append(history["loss"])                                              # (steps, m)
-    sizes = _sizes(cfg, members)
+    sizes = ensemble_sizes(cfg.ensemble_sizes, members)
     out = orbit_metrics(np.concatenate(outputs, 1), counts, data, group, sizes, float(data["energy_std"]))
     out.update({"time": times, "loss": np.concatenate(losses, 1), "sizes": sizes, "seed": np.asarray(seed)})
     return out
@@ -362,7 +334,7 @@ def run(run: Run, cfg: IsingConfig) -> dict:
         lr = cfg.learning_rate if arch_name == "mlp" else cfg.cnn_learning_rate
         x, y = train_sets[mode]
         result = run.step(f"ntk/{arch_name}_{mode}",
-                          lambda: _ntk_prediction(cfg, arch, x, y, data, group, times, _sizes(cfg, members), lr))
+                          lambda: _ntk_prediction(cfg, arch, x, y, data, group, times, ensemble_sizes(cfg.ensemble_sizes, members), lr))
         arrays.update({f"ntk_{arch_name}_{mode}/{k}": v for k, v in result.items()})
 
     return {"arrays": arrays, "summary": _summary(arrays, group, jobs)}
