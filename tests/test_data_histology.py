@@ -1,4 +1,4 @@
-"""Histology loader on the 27 shared real patches, bad-file errors, resizing, cache, crops, PathMNIST,
+"""Histology loader on the 27 real patches in data/histology, bad-file errors, resizing, cache, crops, PathMNIST,
 and the archive download (served from file:// URLs)."""
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import zipfile
 import numpy as np
 import pytest
 
+from eqlib.data import bundled
 from eqlib.data import cache as dcache
 from eqlib.data import histology as H
 
-SHARED = dcache.shared_data_dir("histology")
-needs_shared = pytest.mark.skipif(SHARED is None, reason="shared/data/histology not found next to or inside the repo")
+BUNDLED = H.bundled_histology_dir()
 
 
 def write_tif(path, array):
@@ -41,35 +41,66 @@ def cache_env(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-# --------------------------------------------------------------------------- the 27 shared patches
+# --------------------------------------------------------------------------- the 27 bundled patches
 
 
-@needs_shared
-def test_shared_patches_match_readme_checksums():
-    readme = (SHARED / "README.md").read_text()
-    table = re.findall(r"^([0-9a-f]{16})  (\S+\.tif)$", readme, flags=re.M)
-    assert len(table) == 27
-    for prefix, rel in table:
-        assert hashlib.sha256((SHARED / rel).read_bytes()).hexdigest()[:16] == prefix, rel
-    on_disk = sorted(p.relative_to(SHARED).as_posix() for p in SHARED.rglob("*.tif"))
-    assert on_disk == sorted(rel for _, rel in table)
+def test_bundled_patches_are_27_tiffs_in_the_published_layout():
+    on_disk = sorted(p.relative_to(BUNDLED).as_posix() for p in BUNDLED.rglob("*.tif"))
+    assert len(on_disk) == 27
+    for subset, per_class in (("NCT-CRC-HE-100K", 2), ("CRC-VAL-HE-7K", 1)):
+        for name in H.CLASSES:
+            assert len([f for f in on_disk if f.startswith(f"{subset}/{name}/")]) == per_class
 
 
-@needs_shared
+def _corrupt_copy(tmp_path, monkeypatch, rel):
+    """A copy of data/ with one byte of ``rel`` flipped, made the bundled folder."""
+    root = tmp_path / "data"
+    shutil.copytree(bundled.bundled_data_dir(), root)
+    path = root / rel
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    monkeypatch.setenv(bundled.DATA_ENV_VAR, str(root))
+    return path
+
+
+def test_corrupt_bundled_patch_is_named_and_nothing_cached(tmp_path, monkeypatch, cache_env):
+    rel = "histology/CRC-VAL-HE-7K/MUC/val7k_muc.tif"
+    path = _corrupt_copy(tmp_path, monkeypatch, rel)
+    expected = bundled.read_manifest()[rel]
+    with pytest.raises(ValueError) as err:
+        H.load_histology(subset="CRC-VAL-HE-7K", size=32)
+    message = str(err.value)
+    assert str(path) in message and expected in message
+    assert bundled.sha256_file(path) in message
+    assert not cache_env.exists() or not list(cache_env.rglob("*.npz"))
+    with pytest.raises(ValueError, match="val7k_muc.tif"):
+        H.mini_task()
+
+
+def test_unlisted_file_in_bundled_data_is_rejected(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    shutil.copytree(bundled.bundled_data_dir(), root)
+    write_tif(root / "histology" / "CRC-VAL-HE-7K" / "ADI" / "extra.tif",
+              np.zeros((224, 224, 3), np.uint8))
+    monkeypatch.setenv(bundled.DATA_ENV_VAR, str(root))
+    with pytest.raises(ValueError, match="extra.tif is not listed"):
+        H.load_histology(subset="CRC-VAL-HE-7K")
+
+
 @pytest.mark.parametrize("subset, per_class", [("NCT-CRC-HE-100K", 2), ("CRC-VAL-HE-7K", 1)])
-def test_load_shared_subsets(subset, per_class):
-    x, y, files = H.load_histology(SHARED, subset, cache=False)
+def test_load_bundled_subsets(subset, per_class):
+    x, y, files = H.load_histology(subset=subset, cache=False)
     n = 9 * per_class
     assert x.shape == (n, 224, 224, 3) and x.dtype == np.float32
     assert 0.0 <= x.min() and x.max() <= 1.0
     np.testing.assert_array_equal(y, np.repeat(np.arange(9), per_class))
     assert len(files) == n and all(f.split("/")[0] == H.CLASSES[label] for f, label in zip(files, y))
-    np.testing.assert_array_equal(x[0], H.read_patch(SHARED / subset / files[0]) / np.float32(255))
+    np.testing.assert_array_equal(x[0], H.read_patch(BUNDLED / subset / files[0]) / np.float32(255))
 
 
-@needs_shared
 def test_mini_task_holds_out_whole_patches():
-    task = H.mini_task(SHARED)
+    task = H.mini_task()
     assert task.x_train.shape == (18 * 49, 32, 32, 3) and task.x_test.shape == (9 * 49, 32, 32, 3)
     np.testing.assert_array_equal(np.bincount(task.y_train), [98] * 9)
     np.testing.assert_array_equal(np.bincount(task.y_test), [49] * 9)

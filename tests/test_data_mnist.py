@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from eqlib.data import bundled
 from eqlib.data import cache as dcache
 from eqlib.data import fashion_mnist as fm
 from eqlib.data import mnist as mn
@@ -22,10 +23,7 @@ needs_debian = pytest.mark.skipif(
     not HAVE_DEBIAN,
     reason=f"Debian package dataset-fashion-mnist not installed (no IDX files in {REAL_DEBIAN})",
 )
-SHARED_MNIST = dcache.shared_data_dir("mnist")
-needs_shared_mnist = pytest.mark.skipif(
-    SHARED_MNIST is None, reason="shared/data/mnist not found next to or inside the repository"
-)
+BUNDLED_MNIST = bundled.bundled_data_dir("mnist")
 
 
 def idx_bytes(arr: np.ndarray) -> bytes:
@@ -37,7 +35,7 @@ def idx_bytes(arr: np.ndarray) -> bytes:
 @pytest.fixture
 def isolated(tmp_path, monkeypatch):
     """No env overrides, an empty cache in tmp, no Debian folder: only what the test provides."""
-    for var in (fm.ENV_VAR, mn.ENV_VAR, dcache.SHARED_ENV_VAR):
+    for var in (fm.ENV_VAR, mn.ENV_VAR, bundled.DATA_ENV_VAR):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv(dcache.CACHE_ENV_VAR, str(tmp_path / "cache"))
     monkeypatch.setattr(fm, "DEBIAN_DIR", tmp_path / "no-debian")
@@ -225,7 +223,6 @@ def test_env_var_directory_is_searched_first(isolated, monkeypatch):
 # --------------------------------------------------------------------------- MNIST test set
 
 
-@needs_shared_mnist
 def test_mnist_test_set_shapes_and_counts(monkeypatch):
     monkeypatch.delenv(mn.ENV_VAR, raising=False)
     x, y = mn.load_mnist("test", download=False)
@@ -235,17 +232,15 @@ def test_mnist_test_set_shapes_and_counts(monkeypatch):
     np.testing.assert_array_equal(mn.CLASS_COUNTS_TEST, [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
 
 
-@needs_shared_mnist
 def test_mnist_decompressed_md5_matches_published():
     import hashlib
 
     for name, md5 in mn.PAYLOAD_MD5.items():
-        assert hashlib.md5(gzip.decompress((SHARED_MNIST / name).read_bytes())).hexdigest() == md5
+        assert hashlib.md5(gzip.decompress((BUNDLED_MNIST / name).read_bytes())).hexdigest() == md5
 
 
-@needs_shared_mnist
 def test_mnist_corrupted_copy_raises_naming_it(tmp_path):
-    src = SHARED_MNIST / "t10k-images-idx3-ubyte.gz"
+    src = BUNDLED_MNIST / "t10k-images-idx3-ubyte.gz"
     payload = bytearray(gzip.decompress(src.read_bytes()))
     payload[5000] ^= 0xFF
     bad = tmp_path / "t10k-images-idx3-ubyte"
@@ -257,20 +252,36 @@ def test_mnist_corrupted_copy_raises_naming_it(tmp_path):
         mn.load_mnist("train")
 
 
-@needs_shared_mnist
 def test_mnist_download_from_file_mirror(isolated, monkeypatch):
-    monkeypatch.setattr(dcache, "_shared_candidates", lambda: [])
-    monkeypatch.setattr(mn, "MIRRORS", (SHARED_MNIST.as_uri() + "/",))
+    monkeypatch.setenv(bundled.DATA_ENV_VAR, str(isolated / "no-bundled-data"))
+    monkeypatch.setattr(mn, "MIRRORS", (BUNDLED_MNIST.as_uri() + "/",))
     x, y = mn.load_mnist()
     assert x.shape == (10000, 28, 28, 1)
     assert sorted(p.name for p in (isolated / "cache" / "mnist").iterdir()) == sorted(mn.FILES["test"])
 
 
-def test_shared_data_dir_env_override(tmp_path, monkeypatch):
+def test_bundled_data_dir_env_override(tmp_path, monkeypatch):
     (tmp_path / "mnist").mkdir()
-    monkeypatch.setenv(dcache.SHARED_ENV_VAR, str(tmp_path))
-    assert dcache.shared_data_dir("mnist") == tmp_path / "mnist"
-    assert dcache.shared_data_dir("nothing-here") != tmp_path / "nothing-here"
+    monkeypatch.setenv(bundled.DATA_ENV_VAR, str(tmp_path))
+    assert bundled.bundled_data_dir("mnist") == tmp_path / "mnist"
+    with pytest.raises(FileNotFoundError, match="nothing-here.*EQLIB_DATA"):
+        bundled.bundled_data_dir("nothing-here")
+
+
+def test_corrupt_bundled_mnist_file_is_named_with_both_sums(isolated, monkeypatch):
+    """A flipped byte in the bundled .gz fails the file-level SHA-256 before any decoding."""
+    root = isolated / "data"
+    shutil.copytree(bundled.bundled_data_dir(), root)
+    path = root / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    raw = bytearray(path.read_bytes())
+    raw[-3] ^= 0x01
+    path.write_bytes(bytes(raw))
+    monkeypatch.setenv(bundled.DATA_ENV_VAR, str(root))
+    expected = bundled.read_manifest(root)["mnist/t10k-labels-idx1-ubyte.gz"]
+    with pytest.raises(ValueError) as info:
+        mn.load_mnist(download=False)
+    message = str(info.value)
+    assert str(path) in message and expected in message and bundled.sha256_file(path) in message
 
 
 def test_cache_dir_env(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""The histology experiment end to end on a tiny preset (shared patches): results schema, resume,
+"""The histology experiment end to end on a tiny preset (the bundled patches): results schema, resume,
 the colour jitter, the FashionMNIST conversion and the sub-ensemble metrics."""
 from __future__ import annotations
 
@@ -7,19 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from eqlib.data.cache import shared_data_dir
+from eqlib.data.histology import bundled_histology_dir
 from eqlib.experiments import histology as H
 from eqlib.runner import latest_results, run_experiment
 
-needs_shared = pytest.mark.skipif(shared_data_dir("histology") is None,
-                                  reason="shared/data/histology not found next to or inside the repo")
 
 # few crops, 2 members, 1 epoch, a single narrow conv layer
 TINY = dict(n_train=64, n_test=24, n_off=12, members=2, ensemble_sizes=(1, 2), epochs=1, channels=(4,),
             batch_size=16)
 
 
-@needs_shared
 def test_histology_runs_end_to_end_and_resumes(tmp_path, capsys):
     path = run_experiment("histology", preset="quick", root=tmp_path, **TINY)
     meta = json.loads(path.read_text())
@@ -123,11 +120,10 @@ def test_config_validation(tmp_path, monkeypatch):
         H.histology_data(H.HistologyConfig(data="medium"))
 
 
-@needs_shared
-def test_full_data_path_on_the_shared_patches(tmp_path, monkeypatch):
+def test_full_data_path_on_the_bundled_patches(tmp_path, monkeypatch):
     """The ``full`` preset's loader (whole patches resized) works on any folder in the published layout."""
     monkeypatch.setenv("EQLIB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv(H.ROOT_ENV_VAR, str(shared_data_dir("histology")))
+    monkeypatch.setenv(H.ROOT_ENV_VAR, str(bundled_histology_dir()))
     d = H.histology_data(H.HistologyConfig(data="full", image_size=64))
     assert d["x_train"].shape == (18, 64, 64, 3) and d["x_test"].shape == (9, 64, 64, 3)
     assert sorted(set(d["y_train"].tolist())) == list(range(9))
@@ -137,12 +133,11 @@ def test_full_data_path_on_the_shared_patches(tmp_path, monkeypatch):
     assert all(0 <= v.min() and v.max() <= 1 for v in sets.values())
 
 
-@needs_shared
 def test_full_preset_code_path_with_member_chunks(tmp_path, monkeypatch, capsys):
     """The ``full`` preset's path — whole patches, vmapped members trained in chunks, each chunk
-    checkpointed — on the shared patches at tiny size; chunked training equals training all at once."""
+    checkpointed — on the bundled patches at tiny size; chunked training equals training all at once."""
     monkeypatch.setenv("EQLIB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv(H.ROOT_ENV_VAR, str(shared_data_dir("histology")))
+    monkeypatch.setenv(H.ROOT_ENV_VAR, str(bundled_histology_dir()))
     small = dict(image_size=32, n_off=8, members=2, ensemble_sizes=(1, 2), epochs=1, channels=(4,), batch_size=8,
                  augmentations=("C4",), strategy="vmap", eval_batch=8, apply_batch=64)
     path = run_experiment("histology", preset="full", root=tmp_path, member_chunk=1, **small)

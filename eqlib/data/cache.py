@@ -1,8 +1,7 @@
-"""Where data lives: the cache directory, the shared data next to the repository, and downloads.
+"""Where data lives: the cache directory and downloads (the repository's own ``data/`` is
+:mod:`eqlib.data.bundled`).
 
 * :func:`cache_dir` — ``$EQLIB_CACHE``, else ``~/.cache/eqlib`` (downloads and derived arrays).
-* :func:`shared_data_dir` — the project's ``shared/data`` folder (MNIST test set, 27 histology
-  patches), found next to or inside the repository checkout, or at ``$EQLIB_SHARED_DATA``.
 * :func:`download_file` — fetch a URL into a temporary file beside the destination, verify it,
   then move it into place with ``os.replace``: a failed or corrupt download never leaves a file
   at the destination, so the cache holds either nothing or a verified file.
@@ -19,17 +18,14 @@ from typing import Callable, Sequence
 
 __all__ = [
     "CACHE_ENV_VAR",
-    "SHARED_ENV_VAR",
     "cache_dir",
     "repo_root",
-    "shared_data_dir",
     "fetch_to_file",
     "download_file",
     "find_file",
 ]
 
 CACHE_ENV_VAR = "EQLIB_CACHE"
-SHARED_ENV_VAR = "EQLIB_SHARED_DATA"
 
 
 def cache_dir(sub: str | None = None, *, create: bool = True) -> Path:
@@ -45,28 +41,6 @@ def cache_dir(sub: str | None = None, *, create: bool = True) -> Path:
 def repo_root() -> Path:
     """The folder holding the ``eqlib`` package (the repository root for a source checkout)."""
     return Path(__file__).resolve().parents[2]
-
-
-def _shared_candidates() -> list[Path]:
-    env = os.environ.get(SHARED_ENV_VAR)
-    root = repo_root()
-    candidates = [Path(env).expanduser()] if env else []
-    # inside the checkout (a copied working tree carries shared/), then beside it (/work/shared)
-    candidates += [root / "shared" / "data", root.parent / "shared" / "data"]
-    return candidates
-
-
-def shared_data_dir(name: str | None = None) -> Path | None:
-    """The shared data folder (or its subfolder ``name``), or None when no candidate exists.
-
-    Looks at ``$EQLIB_SHARED_DATA``, ``<repo>/shared/data`` and ``<repo>/../shared/data``, in
-    that order; the first that exists (with ``name`` inside it, when given) wins.
-    """
-    for base in _shared_candidates():
-        path = base / name if name else base
-        if path.is_dir():
-            return path
-    return None
 
 
 def find_file(names: Sequence[str], dirs: Sequence[Path | None]) -> Path | None:

@@ -12,8 +12,9 @@ data: train/val from NCT-CRC-HE-100K, test = CRC-VAL-HE-7K) numbers its labels 0
 7 cancer-associated stroma, 8 colorectal adenocarcinoma epithelium — the same order, so its
 labels are used unchanged (:data:`PATHMNIST_TO_CLASSES` is the identity).
 
-The project ships 27 real patches (3 per class; 2 in NCT-CRC-HE-100K, 1 in CRC-VAL-HE-7K) in this
-layout under ``shared/data/histology``; :func:`mini_task` cuts them into 32×32 crops for a *tiny*
+The repository carries 27 real patches (3 per class; 2 in NCT-CRC-HE-100K, 1 in CRC-VAL-HE-7K) in
+this layout under ``data/histology`` (:func:`bundled_histology_dir`), verified against
+``data/SHA256SUMS`` on every load; :func:`mini_task` cuts them into 32×32 crops for a *tiny*
 classification task that runs on a CPU in seconds. It is a stand-in for testing the pipeline,
 far too small to say anything about the full data set — results from it must be labelled so.
 
@@ -36,7 +37,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..io import load_arrays, save_arrays
-from .cache import cache_dir, download_file, shared_data_dir
+from .bundled import bundled_data_dir, verify_bundled
+from .cache import cache_dir, download_file
 
 __all__ = [
     "CLASSES",
@@ -49,7 +51,7 @@ __all__ = [
     "PATHMNIST_MD5",
     "PATHMNIST_URL",
     "PATHMNIST_TO_CLASSES",
-    "shared_histology_dir",
+    "bundled_histology_dir",
     "list_histology_files",
     "read_patch",
     "resize_patches",
@@ -112,15 +114,9 @@ PATHMNIST_TO_CLASSES = tuple(range(9))  # PathMNIST label i is CLASSES[i]
 # --------------------------------------------------------------------------- files
 
 
-def shared_histology_dir() -> Path:
-    """The 27-patch sample in ``shared/data/histology``; FileNotFoundError when it is absent."""
-    path = shared_data_dir("histology")
-    if path is None:
-        raise FileNotFoundError(
-            "shared/data/histology not found next to or inside the repository; "
-            "set $EQLIB_SHARED_DATA or pass root= explicitly"
-        )
-    return path
+def bundled_histology_dir() -> Path:
+    """The 27-patch sample in the repository's ``data/histology``; FileNotFoundError when absent."""
+    return bundled_data_dir("histology")
 
 
 def _check_subset(subset: str) -> None:
@@ -274,14 +270,17 @@ def load_histology(
     """Images ``(n, s, s, 3)`` float32 in [0, 1] (``s`` = ``size`` or 224), labels ``(n,)`` int32,
     and the file names relative to ``root/subset`` (e.g. ``"ADI/ADI-AAQEFMRI.tif"``).
 
-    ``root`` defaults to the shared 27-patch sample. With ``size`` the patches are area-averaged
+    ``root`` defaults to the repository's 27-patch sample, whose files are first checked against
+    ``data/SHA256SUMS`` (ValueError naming a corrupt file; nothing is read or cached). With ``size`` the patches are area-averaged
     to ``size × size`` (see :func:`resize_patches`) and, when ``cache`` is true, the result is
     stored in ``$EQLIB_CACHE/histology`` (or ``cache_root``) as an ``.npz`` keyed by subset, size
     and a hash of the file list (names and byte sizes); it is written atomically and carries a
     SHA-256 of its content, checked on every load (a bad cache is rebuilt, with a warning).
     """
     _check_subset(subset)
-    root = Path(root) if root is not None else shared_histology_dir()
+    if root is None:
+        root = verify_bundled(f"histology/{subset}").parent
+    root = Path(root)
     if size is not None and not 1 <= int(size) <= PATCH_SIZE:
         raise ValueError(f"size must be None or between 1 and {PATCH_SIZE}, got {size}")
     paths, labels = list_histology_files(root, subset, max_per_class)
@@ -493,14 +492,13 @@ def mini_task(root: str | os.PathLike | None = None, crop: int = 32, stride: int
     """A tiny real classification task: crops of the training subset's patches vs crops of the
     test subset's patches (whole patches held out, from different patients).
 
-    With the default shared sample: 18 NCT-CRC-HE-100K patches → 882 training crops and 9
+    With the default (the repository's sample): 18 NCT-CRC-HE-100K patches → 882 training crops and 9
     CRC-VAL-HE-7K patches → 441 test crops of 32×32 (49 per patch, 2 / 1 patches per class).
     A stand-in for CPU runs and tests — far too small to represent the full data set.
     ``size`` first area-averages the 224-px patches (e.g. ``size=112`` with ``crop=16``).
     """
     if train_subset == test_subset:
         raise ValueError(f"train and test subsets must differ (whole patches held out), got {train_subset!r}")
-    root = Path(root) if root is not None else shared_histology_dir()
     stride = crop if stride is None else stride
     x_tr, y_tr, f_tr = load_histology(root, train_subset, size, cache=False)
     x_te, y_te, f_te = load_histology(root, test_subset, size, cache=False)

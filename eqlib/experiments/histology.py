@@ -79,8 +79,8 @@ ROOT_ENV_VAR = "EQLIB_HISTOLOGY_ROOT"
 @dataclass(frozen=True)
 class HistologyConfig:
     seed: int = 0
-    data: str = "mini"                       # "mini": crops of the 27 shared patches; "full": the real data set
-    root: str | None = None                  # data folder; None: shared sample (mini) or $EQLIB_HISTOLOGY_ROOT (full)
+    data: str = "mini"                       # "mini": crops of the 27 bundled patches (data/histology); "full": the real data set
+    root: str | None = None                  # data folder; None: bundled sample (mini) or $EQLIB_HISTOLOGY_ROOT (full)
     image_size: int = 32                     # crop size (mini) or the size patches are resized to (full)
     max_per_class: int | None = None         # full: keep the first files per class (None: all)
     n_train: int | None = None               # random subset of the training images (None: all)
@@ -176,7 +176,7 @@ def histology_data(cfg: HistologyConfig) -> dict[str, np.ndarray]:
     """Training and held-out images in [0, 1] and their labels, with the files they came from.
 
     Returns ``x_train: (n, s, s, 3)``, ``y_train: (n,)``, ``x_test``, ``y_test``, ``files_train``,
-    ``files_test`` (source patch of every image) — crops of the shared patches (``data="mini"``)
+    ``files_test`` (source patch of every image) — crops of the bundled patches (``data="mini"``)
     or the real data set resized to ``s`` px (``data="full"``).
     """
     if cfg.data not in ("mini", "full"):
@@ -365,7 +365,7 @@ def _summary(cfg: HistologyConfig, arrays: dict, modes: tuple[str, ...]) -> dict
         "data": {
             "kind": cfg.data,
             "stand_in": cfg.data == "mini",
-            "note": ("tiny stand-in: crops of the 27 shared patches (18 training patches from NCT-CRC-HE-100K, "
+            "note": ("tiny stand-in: crops of the 27 patches in data/histology (18 training patches from NCT-CRC-HE-100K, "
                      "9 held-out patches from CRC-VAL-HE-7K); not representative of the full data set"
                      if cfg.data == "mini" else "NCT-CRC-HE-100K (training) and CRC-VAL-HE-7K (held out)"),
             "n_train": int(len(arrays["data/y_train"])),
