@@ -42,6 +42,7 @@ from eqlib.provenance import provenance, utc_now_iso
 __all__ = [
     "RESULTS_ENV_VAR",
     "default_results_root",
+    "display_path",
     "Run",
     "latest_results",
     "Experiment",
@@ -57,6 +58,22 @@ __all__ = [
 RESULTS_ENV_VAR = "EQLIB_RESULTS"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 Arrays = dict[str, np.ndarray]
+
+
+def display_path(path: str | os.PathLike, root: str | os.PathLike | None = None) -> str:
+    """``path`` as printed for a reader: relative to the results root, never a machine path.
+
+    Under the default root it reads ``results/<experiment>/...``; under ``$EQLIB_RESULTS`` it
+    reads ``$EQLIB_RESULTS/...``; a path outside the root is shown by its name alone.
+    """
+    root = Path(root) if root is not None else default_results_root()
+    path = Path(path)
+    try:
+        rel = path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.name
+    prefix = f"${RESULTS_ENV_VAR}" if os.environ.get(RESULTS_ENV_VAR) else root.name
+    return f"{prefix}/{rel}" if rel != "." else prefix
 
 
 def default_results_root() -> Path:
@@ -135,7 +152,7 @@ class Run:
             for sub in ("steps", "checkpoints"):
                 shutil.rmtree(self.dir / sub, ignore_errors=True)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.log(f"run directory {self.dir}")
+        self.log(f"run directory {display_path(self.dir, self.root)}")
 
     def __repr__(self) -> str:
         return f"Run({self.experiment!r}, {self.preset!r}, dir={str(self.dir)!r})"
@@ -252,7 +269,7 @@ class Run:
         meta["timestamp"] = meta["provenance"]["timestamp"]
         path = save_json(self.dir / "results.json", meta)
         self.finished_path = path
-        self.log(f"finished in {self.elapsed:.1f} s → {path}")
+        self.log(f"finished in {self.elapsed:.1f} s → {display_path(path, self.root)}")
         return path
 
 

@@ -220,3 +220,16 @@ def test_show_progress(tmp_path, monkeypatch):
     monkeypatch.setattr("sys.stderr", Terminal(False))
     assert run.show_progress
     assert not Run("toy", "quick", Cfg(), tmp_path, verbose=False).show_progress   # quiet runs stay quiet
+
+
+def test_display_path_never_shows_the_machine_path(tmp_path, monkeypatch):
+    from eqlib.runner import display_path
+
+    monkeypatch.delenv(runner.RESULTS_ENV_VAR, raising=False)
+    root = tmp_path / "results"
+    run_dir = root / "tour" / "quick-abc"
+    assert display_path(run_dir, root) == "results/tour/quick-abc"
+    assert display_path(tmp_path / "elsewhere" / "x.json", root) == "x.json"
+    monkeypatch.setenv(runner.RESULTS_ENV_VAR, str(root))
+    assert display_path(run_dir / "results.json") == "$EQLIB_RESULTS/tour/quick-abc/results.json"
+    assert str(tmp_path) not in display_path(run_dir)
