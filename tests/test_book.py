@@ -2,7 +2,7 @@
 
 * every notebook under book/ is stored without outputs or execution counts;
 * the book builds with warnings as errors (execution switched off: the notebooks themselves are
-  executed by nbval in the README test command and by the real `jupyter-book build`);
+  executed by the real `jupyter-book build` in tests/test_rendered_pages.py);
 * the built HTML loads MathJax from a local file that exists, never from a CDN, and, where
   Chromium is installed, a headless browser with all network blocked renders the theorem's maths;
 * the README test command and the one in .ci/run are the same line.

@@ -9,8 +9,9 @@ this machine's), then, in that environment's kernel and in a scratch folder that
 1. a kernel that has already imported the preinstalled jax runs the set-up cell: it must stop
    with the message to restart the runtime, installing nothing;
 2. the tour is executed top to bottom in a fresh kernel: its set-up cell clones the repository
-   (``$EQLIB_BOOK_REPO`` points at this checkout: the current commit, as a clean clone is) and
-   installs the pinned runtime stack; the measured time of that cell is printed;
+   (``$EQLIB_BOOK_REPO`` points at a one-commit snapshot of this working tree: its tracked and
+   untracked-but-not-ignored files, as a clean clone of the commit has them) and installs the
+   pinned runtime stack; the measured time of that cell is printed;
 3. the histology chapter (the one that reads the bundled data) is executed top to bottom;
 4. the environment then has jax/jaxlib 0.5.3, the pinned flax and optax, eqlib from the clone,
    and none of the book/test tools that Colab manages itself (jupyter-book, sphinx, nbval, pytest).
@@ -75,6 +76,24 @@ def _cell_seconds(times: list) -> float:
     return (end - start).total_seconds()
 
 
+def _snapshot_repository(dest: Path) -> Path:
+    """A git repository at ``dest`` whose one commit is this working tree (ignored files left out)."""
+    import shutil
+
+    listed = _run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                  cwd=REPO).stdout.split("\0")
+    for rel in filter(None, listed):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    git = ["git", "-C", str(dest), "-c", "user.name=eqlib-test", "-c", "user.email=test@invalid"]
+    _run(git[:3] + ["init", "-q", "-b", "main"])
+    _run(git + ["add", "-A"])
+    _run(git + ["commit", "-q", "-m", "snapshot of the working tree"])
+    return dest
+
+
 @pytest.fixture(scope="module")
 def colab(tmp_path_factory) -> dict:
     """A Colab-like virtual environment and a scratch /content folder."""
@@ -90,7 +109,8 @@ def colab(tmp_path_factory) -> dict:
     content.mkdir()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("EQLIB_", "PYTHON", "VIRTUAL_ENV", "JUPYTER"))}
-    env.update(EQLIB_BOOK_REPO=REPO.as_uri(), EQLIB_CACHE=str(base / "cache"),
+    origin = _snapshot_repository(base / "origin")
+    env.update(EQLIB_BOOK_REPO=origin.as_uri(), EQLIB_CACHE=str(base / "cache"),
                MPLBACKEND="agg", PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")
     return {"python": python, "content": content, "env": env, "base": base}
 
