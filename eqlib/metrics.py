@@ -48,7 +48,7 @@ class OSP(NamedTuple):
 
 
 def orbit_same_prediction(outputs_on_orbit) -> OSP:
-    """OSP (Gerken & Kessel 2024, §7): ``#{g : argmax f(ρ_X(g)x) = argmax f(x)}`` for logits ``(..., |G|, n, C)``."""
+    """OSP, the orbit same prediction of Gerken & Kessel (2024): ``#{g : argmax f(ρ_X(g)x) = argmax f(x)}`` for logits ``(..., |G|, n, C)``."""
     outputs = _check_orbit_axis(outputs_on_orbit, "orbit_same_prediction")
     pred = outputs.argmax(-1)                                 # (..., |G|, n)
     counts = (pred == pred[..., :1, :]).sum(-2)               # (..., n)

@@ -23,7 +23,7 @@ rotations, elements 0–3 of D4. Reported, for members and for ensembles of grow
 (ensemble prediction = mean of the member *logits*; ensembles of size M are disjoint groups of the
 member pool, their scores averaged over the groups):
 
-* OSP (Gerken & Kessel 2024, §7) as a fraction of |G|, and the share of inputs whose whole orbit
+* OSP (the orbit same prediction of Gerken & Kessel 2024) as a fraction of |G|, and the share of inputs whose whole orbit
   gets one class;
 * the orbit spread of the logits (its ratio to the mean member's falls like 1/√M when the members
   fluctuate independently around an invariant mean, and levels off when they share a violation);

@@ -1,4 +1,4 @@
-"""The Ising experiment (Gerken & Kessel 2024, §4.1): finite ensembles against the infinite-width prediction.
+"""The Ising experiment (the Ising model experiment of Gerken & Kessel 2024): finite ensembles against the infinite-width prediction.
 
 Inputs are spin configurations of a periodic L×L lattice sampled by Metropolis at the training
 temperatures; the target is the nearest-neighbour energy, standardised with the training
