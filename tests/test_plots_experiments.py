@@ -1,0 +1,265 @@
+"""The experiment chapters' figures (eqlib.plots.experiments) on tiny synthetic results.
+
+The arrays mimic, key by key and shape by shape, what the runners of eqlib.experiments.ising,
+.fashion_mnist and .histology store; every figure function must draw them into a Figure with the
+expected panels, labelled axes and a title.
+"""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from eqlib import plots  # noqa: E402
+from eqlib.data.histology import CLASSES  # noqa: E402
+from eqlib.experiments.fashion_mnist import EVAL_SETS as FASHION_SETS  # noqa: E402
+from eqlib.experiments.histology import EVAL_SETS as HISTOLOGY_SETS  # noqa: E402
+from eqlib.experiments.ising import EVAL_SETS as ISING_SETS  # noqa: E402
+from eqlib.groups import CyclicRotations, Dihedral4  # noqa: E402
+from eqlib.plots import experiments as figures  # noqa: E402
+
+RNG = np.random.default_rng(0)
+SIZES = np.array([1, 2, 4])          # K = 3 ensemble sizes
+M = 4                                # members
+
+
+def _positive(*shape: int) -> np.ndarray:
+    return RNG.uniform(0.05, 1.0, size=shape)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _check(fig, n_axes: int, xlabels: int, ylabels: int = 1) -> None:
+    """A Figure with ``n_axes`` panels, at least ``xlabels``/``ylabels`` axis labels, and a title."""
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == n_axes
+    assert sum(bool(ax.get_xlabel()) for ax in fig.axes) >= xlabels
+    assert sum(bool(ax.get_ylabel()) for ax in fig.axes) >= ylabels
+    suptitle = fig.get_suptitle()
+    assert suptitle or all(ax.get_title() for ax in fig.axes)
+    assert suptitle or any(ax.get_title() for ax in fig.axes)
+
+
+# ------------------------------------------------------------------------------------ Ising
+
+ISING_CFG = {"widths": [4, 8], "plain_width": 8, "members": M, "other_temperature": 2.0,
+             "cnn_channels": [3], "steps": 10}
+ISING_TIMES = np.array([0, 1, 10])   # T = 3 measurement times
+
+
+def _ising_arrays(cnn_ntk: bool = False) -> dict[str, np.ndarray]:
+    T, K, n, G = len(ISING_TIMES), len(SIZES), 5, 4
+    arrays: dict[str, np.ndarray] = {"times": ISING_TIMES}
+    for key in ("mlp_w4_aug", "mlp_w8_aug", "mlp_w8_plain", "cnn_aug", "cnn_plain"):
+        arrays[f"{key}/sizes"] = SIZES
+        for name in ISING_SETS:
+            arrays[f"{key}/member_spread/{name}"] = _positive(T, M)              # (T, M)
+            arrays[f"{key}/ensemble_spread/{name}"] = _positive(T, K)            # (T, K)
+            arrays[f"{key}/ensemble_orbit_output/{name}"] = RNG.normal(size=(T, G, n))
+    for key in ("ntk_mlp_aug", "ntk_mlp_plain") + (("ntk_cnn_aug",) if cnn_ntk else ()):
+        arrays[f"{key}/time"] = ISING_TIMES
+        for name in ISING_SETS:
+            arrays[f"{key}/predicted_spread/{name}"] = _positive(T, K)           # (T, K)
+            arrays[f"{key}/predicted_spread_std/{name}"] = 0.1 * _positive(T, K)
+            arrays[f"{key}/mean_spread/{name}"] = _positive(T, n)                # (T, n)
+    return arrays
+
+
+def test_ising_configurations():
+    configs = np.sign(RNG.normal(size=(3, 6, 6, 1))).astype(np.float32)       # (k, L, L, 1)
+    fig = plots.ising_configurations(configs, ["T = 1.50", "T = 3.50", "random"])
+    _check(fig, 3, xlabels=0, ylabels=0)
+    assert all("E = " in ax.get_title() for ax in fig.axes)
+    assert "6×6" in fig.get_suptitle()
+
+
+def test_ising_spread_over_training():
+    fig = plots.ising_spread_over_training(_ising_arrays(), ISING_CFG)
+    _check(fig, 4, xlabels=4)
+
+
+def test_ising_spread_vs_members():
+    fig = plots.ising_spread_vs_members(_ising_arrays(), ISING_CFG)
+    _check(fig, 4, xlabels=4)
+    assert all("slope" in ax.get_title() for ax in fig.axes)
+
+
+def test_ising_finite_width():
+    ratios = [{name: list(_positive(2)) for name in ISING_SETS} for _ in range(3)]
+    fig = plots.ising_finite_width(*ratios, ISING_CFG)
+    _check(fig, 3, xlabels=3, ylabels=3)
+
+
+@pytest.mark.parametrize("cnn_ntk", [False, True])
+def test_ising_cnn_spread_vs_members(cnn_ntk):
+    fig = plots.ising_cnn_spread_vs_members(_ising_arrays(cnn_ntk), ISING_CFG)
+    _check(fig, 1, xlabels=1)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert ("infinite width (augmented)" in labels) == cnn_ntk
+
+
+# ------------------------------------------------------------------------------ FashionMNIST
+
+FASHION_CFG = {"widths": [2, 4], "cont_width": 2, "cont_groups": ["C8"], "cont_members": 2,
+               "n_epoch_eval": 8}
+EPOCHS, ANGLES = 2, 8
+
+
+def _fashion_arrays() -> dict[str, np.ndarray]:
+    K = len(SIZES)
+    arrays: dict[str, np.ndarray] = {"angles": 2 * np.pi * np.arange(ANGLES) / ANGLES}
+    keys = [f"c{w}_{aug}" for w in FASHION_CFG["widths"] for aug in ("C4", "none")] + ["c2_C8"]
+    for key in keys:
+        arrays[f"{key}/sizes"] = SIZES
+        arrays[f"{key}/epochs"] = np.arange(EPOCHS + 1)
+        arrays[f"{key}/ensemble_acc/test"] = _positive(K)                        # (K,)
+        arrays[f"{key}/ensemble_acc_orbit/test"] = _positive(K)
+        arrays[f"{key}/so2/ensemble_agreement/test"] = _positive(ANGLES)           # (A,)
+        arrays[f"{key}/so2/member_agreement/test"] = _positive(2, ANGLES)          # (M', A)
+        arrays[f"{key}/so2/ensemble_acc/test"] = _positive(ANGLES)
+        for name in FASHION_SETS:
+            arrays[f"{key}/ensemble_osp/{name}"] = 1 + 3 * _positive(K)          # (K,)
+            arrays[f"{key}/ensemble_osp_std/{name}"] = 0.1 * _positive(K)
+            arrays[f"{key}/member_spread/{name}"] = _positive(M)                 # (M,)
+            arrays[f"{key}/ensemble_spread/{name}"] = _positive(K)               # (K,)
+            arrays[f"{key}/epoch/ensemble_osp/{name}"] = 1 + 3 * _positive(EPOCHS + 1)
+            arrays[f"{key}/epoch/member_osp/{name}"] = 1 + 3 * _positive(EPOCHS + 1, M)
+    return arrays
+
+
+def _fashion_summary(width: int) -> dict:
+    summary = {}
+    for aug in ("C4", "none"):
+        entry: dict = {"members": M}
+        for name in FASHION_SETS:
+            entry[name] = {f"{kind}_{what}": float(1 + 3 * RNG.uniform())
+                           for kind in ("member", "ensemble") for what in ("osp", "chance")}
+        summary[f"c{width}_{aug}"] = entry
+    return summary
+
+
+def test_fashion_mnist_orbits():
+    C4 = CyclicRotations(4)
+    examples = {name: RNG.uniform(size=(28, 28, 1)) for name in ("clothes", "digit", "noise")}
+    fig = plots.fashion_mnist_orbits(examples, C4, "Ankle boot")
+    _check(fig, 12, xlabels=0, ylabels=3)
+    assert [ax.get_title() for ax in fig.axes[:4]] == list(C4.labels)
+
+
+def test_fashion_mnist_accuracy_vs_members():
+    fig = plots.fashion_mnist_accuracy_vs_members(_fashion_arrays(), FASHION_CFG, "quick")
+    _check(fig, 1, xlabels=1)
+
+
+def test_fashion_mnist_members_vs_ensemble():
+    fig = plots.fashion_mnist_members_vs_ensemble(_fashion_summary(4), 4)
+    _check(fig, 1, xlabels=1)
+    assert len(fig.axes[0].patches) == 4 * len(FASHION_SETS)                    # 4 bars per set
+
+
+@pytest.mark.parametrize("function", [plots.fashion_mnist_osp_vs_members,
+                                      plots.fashion_mnist_spread_vs_members])
+def test_fashion_mnist_vs_members_alone_and_into_axes(function):
+    fig = function(_fashion_arrays(), FASHION_CFG["widths"])
+    _check(fig, len(FASHION_SETS), xlabels=len(FASHION_SETS))
+    assert fig.get_suptitle()
+    host, axes = plt.subplots(1, len(FASHION_SETS))
+    assert function(_fashion_arrays(), FASHION_CFG["widths"], axes=axes) is host
+    assert not host.get_suptitle()                          # the host figure's title is its own
+
+
+def test_fashion_mnist_osp_and_spread_vs_members():
+    fig = plots.fashion_mnist_osp_and_spread_vs_members(_fashion_arrays(), [2, 4], "quick")
+    _check(fig, 2 * len(FASHION_SETS), xlabels=len(FASHION_SETS), ylabels=2)
+    assert "quick preset" in fig.get_suptitle()
+
+
+def test_fashion_mnist_osp_over_epochs():
+    fig = plots.fashion_mnist_osp_over_epochs(_fashion_arrays(), 4, 8)
+    _check(fig, len(FASHION_SETS), xlabels=len(FASHION_SETS))
+
+
+def test_fashion_mnist_so2():
+    fig = plots.fashion_mnist_so2(_fashion_arrays(), 2, ["none", "C4", "C8"], 2)
+    _check(fig, 2, xlabels=2, ylabels=2)
+    assert all(ax.get_title() for ax in fig.axes)
+
+
+def test_fashion_mnist_accuracy_vs_angle():
+    fig = plots.fashion_mnist_accuracy_vs_angle(_fashion_arrays(), 2, ["none", "C4", "C8"])
+    _check(fig, 1, xlabels=1)
+    assert len(fig.axes[0].lines) == 3
+
+
+# --------------------------------------------------------------------------------- histology
+
+MODES = ("plain", "C4", "D4")
+
+
+def _histology_arrays() -> dict[str, np.ndarray]:
+    K = len(SIZES)
+    arrays: dict[str, np.ndarray] = {"sizes": SIZES}
+    for mode in MODES:
+        for name in HISTOLOGY_SETS:
+            for group in ("C4", "D4"):
+                arrays[f"{mode}/{name}/osp_{group}"] = _positive(K)              # (K,)
+                arrays[f"{mode}/{name}/osp_std_{group}"] = 0.1 * _positive(K)
+                arrays[f"{mode}/{name}/spread_{group}"] = _positive(K)
+    return arrays
+
+
+def test_histology_patches():
+    k = len(CLASSES)
+    x_train, y_train = RNG.uniform(size=(2 * k, 16, 16, 3)), np.repeat(np.arange(k), 2)
+    x_val, y_val = RNG.uniform(size=(k, 16, 16, 3)), np.arange(k)
+    fig = plots.histology_patches(x_train, y_train, x_val, y_val)
+    _check(fig, 3 * k, xlabels=0, ylabels=3)
+    assert "27 shared patches" in fig.get_suptitle()
+
+
+def test_histology_crop_orbit():
+    D4 = Dihedral4()
+    orbit = RNG.uniform(size=(8, 16, 16, 3))                                   # (|G|, h, w, 3)
+    fig = plots.histology_crop_orbit(RNG.uniform(size=(64, 64, 3)), "LYM-1.tif", orbit,
+                                     D4.labels, crop=(1, 2))
+    _check(fig, 9, xlabels=1, ylabels=1)
+    assert fig.axes[0].get_title() == "LYM-1.tif: 4×4 crops"
+    assert [ax.get_title() for ax in fig.axes[1:]] == list(D4.labels)
+
+
+def test_histology_evaluation_sets():
+    sets = {name: RNG.uniform(size=(3, 16, 16, 3)) for name in HISTOLOGY_SETS}
+    fig = plots.histology_evaluation_sets(sets, indices=(0, 2))
+    _check(fig, 2 * len(HISTOLOGY_SETS), xlabels=0, ylabels=2)
+
+
+def test_histology_osp_vs_members():
+    fig = plots.histology_osp_vs_members(_histology_arrays())
+    _check(fig, 2 * len(HISTOLOGY_SETS), xlabels=len(HISTOLOGY_SETS), ylabels=2)
+
+
+def test_histology_relative_spread():
+    fig = plots.histology_relative_spread(_histology_arrays())
+    _check(fig, len(HISTOLOGY_SETS), xlabels=len(HISTOLOGY_SETS))
+
+
+# ---------------------------------------------------------------------------------- coverage
+
+
+def test_every_figure_is_exported_documented_and_tested():
+    tested = {name[len("test_"):] for name in globals() if name.startswith("test_")}
+    tested |= {"fashion_mnist_osp_vs_members", "fashion_mnist_spread_vs_members"}
+    for name in figures.__all__:
+        function = getattr(plots, name)
+        assert function is getattr(figures, name)
+        assert function.__doc__ and function.__annotations__.get("return") in ("Figure", Figure)
+        assert name in tested, f"{name} has no test"
