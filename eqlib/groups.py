@@ -2,7 +2,7 @@
 
 Conventions
 -----------
-* Images and lattices are ``(..., h, w, c)``: rotations, reflections and translations act on the
+* Images and lattices are ``(..., H, W, c)``: rotations, reflections and translations act on the
   axes ``-3`` (rows) and ``-2`` (columns); leading axes are batch axes.
 * Vectors (``MatrixGroup``) are ``(..., d)``: ``g`` acts as ``x @ R_g.T`` on the last axis.
 * Group elements are integers ``0 … order-1``; element ``0`` is the identity. ``compose(g, h)`` is
@@ -100,9 +100,9 @@ class FiniteGroup(Transformations):
 
 def _require_square(x: Array, what: str) -> None:
     if x.ndim < 3:
-        raise ValueError(f"{what} acts on arrays (..., h, w, c); got shape {tuple(x.shape)} (rank {x.ndim})")
+        raise ValueError(f"{what} acts on arrays (..., H, W, c); got shape {tuple(x.shape)} (rank {x.ndim})")
     if x.shape[-3] != x.shape[-2]:
-        raise ValueError(f"{what} needs square images, got h×w = {x.shape[-3]}×{x.shape[-2]} in shape {tuple(x.shape)}")
+        raise ValueError(f"{what} needs square images, got H×W = {x.shape[-3]}×{x.shape[-2]} in shape {tuple(x.shape)}")
 
 
 def table_from_action(group: Transformations, probe: np.ndarray) -> np.ndarray:
@@ -127,7 +127,7 @@ def table_from_action(group: Transformations, probe: np.ndarray) -> np.ndarray:
 
 
 def rotate_image(x: Array, angle: float) -> Array:
-    """Rotate square images ``(..., h, w, c)`` counter-clockwise by ``angle`` radians.
+    """Rotate square images ``(..., H, W, c)`` counter-clockwise by ``angle`` radians.
 
     Multiples of π/2 are exact (``jnp.rot90``). Other angles use bilinear interpolation about the
     image centre with zeros outside the image: a linear map, but neither orthogonal nor exactly
@@ -202,14 +202,17 @@ class Dihedral4(FiniteGroup):
 
 
 class LatticeTranslations(FiniteGroup):
-    """Z_L × Z_L: periodic shifts of an L×L lattice ``(..., L, L, c)``; element ``a·L + b`` shifts by (a, b)."""
+    """Z_L²: the periodic translations τ_(a,b) of an L×L lattice ``(..., L, L, c)``; element ``a·L + b`` shifts by (a, b).
+
+    Named ``ZL²`` with labels ``τ(a,b)`` (the book writes τ_a for a translation by a ∈ Z_L²).
+    """
 
     def __init__(self, size: int):
         if not isinstance(size, (int, np.integer)) or size < 1:
             raise ValueError(f"LatticeTranslations needs a positive lattice size, got {size!r}")
         self.size = int(size)
-        self.name = f"T{size}x{size}"
-        self.labels = tuple(f"t({a},{b})" for a in range(size) for b in range(size))
+        self.name = f"Z{size}²"
+        self.labels = tuple(f"τ({a},{b})" for a in range(size) for b in range(size))
         a, b = np.divmod(np.arange(size * size), size)
         self._set_table(((a[:, None] + a[None, :]) % size) * size + (b[:, None] + b[None, :]) % size)
 
@@ -431,3 +434,104 @@ class SampledRotations(Transformations):
 
     def act(self, g: int, x: Array) -> Array:
         return rotate_image(x, float(self.angles[self._check_element(g)]))
+
+
+# ------------------------------------------------------------------- graphs, stabilisers, commutants
+
+def torus_adjacency(size: int) -> np.ndarray:
+    """Adjacency matrix ``(L², L²)`` (0/1 ints) of the periodic L×L square lattice, sites row-major.
+
+    Site ``(r, c)`` is index ``r·L + c``; its neighbours are ``(r±1, c)`` and ``(r, c±1)`` mod L.
+    Needs L ≥ 3 (for L = 2 the two neighbours in a direction coincide: a multigraph).
+    """
+    if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)) or size < 3:
+        raise ValueError(f"torus_adjacency needs an integer lattice size L ≥ 3, got {size!r}")
+    L = int(size)
+    site = np.arange(L * L).reshape(L, L)
+    adjacency = np.zeros((L * L, L * L), dtype=np.int64)
+    for axis in (0, 1):
+        for step in (1, -1):
+            adjacency[site.ravel(), np.roll(site, step, axis=axis).ravel()] = 1
+    return adjacency
+
+
+def graph_automorphisms(adjacency) -> np.ndarray:
+    """All automorphisms of a simple graph, by an exact backtracking search: ``(V, V) -> (|Aut|, V)``.
+
+    Row ``a`` is a permutation σ of the vertices with ``A[σ(u), σ(v)] = A[u, v]`` for all u, v.
+    Vertices are mapped one at a time in breadth-first order; a candidate image must be unused and
+    have, towards every already-mapped vertex, exactly the adjacency that the vertex has. Every
+    complete assignment is therefore an automorphism and every automorphism is found once. Fast for
+    sparse, connected graphs such as lattices (a few hundred vertices); exponential in general.
+    """
+    A = np.asarray(adjacency)
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"adjacency must be a square (V, V) matrix, got shape {A.shape}")
+    if not np.array_equal(A, A.T) or not np.isin(A, (0, 1)).all() or np.any(np.diag(A)):
+        raise ValueError("adjacency must be a symmetric 0/1 matrix with zero diagonal (a simple graph)")
+    A = A.astype(bool)
+    V = A.shape[0]
+    order: list[int] = []  # breadth-first over every component
+    seen = np.zeros(V, dtype=bool)
+    for root in range(V):
+        if seen[root]:
+            continue
+        seen[root], queue = True, [root]
+        while queue:
+            u = queue.pop(0)
+            order.append(u)
+            for v in np.flatnonzero(A[u] & ~seen):
+                seen[v] = True
+                queue.append(int(v))
+    degree = A.sum(1)
+    found: list[np.ndarray] = []
+    image = np.full(V, -1)
+    used = np.zeros(V, dtype=bool)
+
+    def extend(depth: int) -> None:
+        if depth == V:
+            found.append(image.copy())
+            return
+        v, mapped = order[depth], order[:depth]
+        ok = ~used & (degree == degree[v])
+        if mapped:
+            # candidate w must satisfy A[w, σ(u)] = A[v, u] for every mapped u
+            ok &= (A[:, image[mapped]] == A[v, mapped][None, :]).all(1)
+        for w in np.flatnonzero(ok):
+            image[v], used[w] = w, True
+            extend(depth + 1)
+            image[v], used[w] = -1, False
+
+    extend(0)
+    return np.stack(found)
+
+
+def stabiliser(group: Transformations, x, atol: float = 1e-6) -> np.ndarray:
+    """The elements ``g`` with ``ρ(g) x = x`` (within ``atol``) for one input ``x: (...)``: int array.
+
+    Always contains the identity 0. By the orbit–stabiliser theorem the orbit of ``x`` has
+    ``|G| / |Stab(x)|`` distinct points, so full augmentation repeats each of them |Stab(x)| times.
+    """
+    x = jnp.asarray(x)
+    orbit = np.asarray(group.orbit(x[None]))[:, 0]  # (|G|, ...)
+    dev = np.abs(orbit - np.asarray(x)[None]).reshape(group.order, -1).max(1)
+    return np.flatnonzero(dev <= atol)
+
+
+def commutant_basis(matrices, atol: float = 1e-8) -> np.ndarray:
+    """An orthonormal basis ``(k, d, d)`` of the commutant {A : A R = R A for every R in ``matrices: (m, d, d)``}.
+
+    Solves the linear system ``(R ⊗ 1 − 1 ⊗ Rᵀ) vec(A) = 0`` (row-major vec) for all R at once by an
+    SVD; ``k`` is the dimension of the space of equivariant linear maps of the representation into
+    itself. For a real representation that is irreducible over ℝ, k is 1 (real type: Schur's lemma
+    gives A = a·1), 2 (complex type) or 4 (quaternionic type).
+    """
+    R = np.asarray(matrices, dtype=np.float64)
+    if R.ndim != 3 or R.shape[1] != R.shape[2]:
+        raise ValueError(f"matrices must be (m, d, d), got shape {R.shape}")
+    d = R.shape[1]
+    eye = np.eye(d)
+    system = np.concatenate([np.kron(r, eye) - np.kron(eye, r.T) for r in R])  # (m·d², d²)
+    _, sv, vt = np.linalg.svd(system)
+    sv = np.concatenate([sv, np.zeros(d * d - len(sv))])
+    return vt[sv <= atol * max(1.0, sv.max(initial=0.0))].reshape(-1, d, d)

@@ -57,12 +57,22 @@ def orbit_same_prediction(outputs_on_orbit) -> OSP:
     return OSP(counts, mean, mean / order, (counts == order).mean(-1), order)
 
 
-def orbit_spread(outputs_on_orbit) -> np.ndarray:
+def orbit_spread(outputs_on_orbit, group: Transformations | None = None, act_y: ActFn | None = None) -> np.ndarray:
     """Std of f over each orbit, ``sqrt(mean_g ‖f(gx) − mean_g' f(g'x)‖²)``: ``(..., |G|, n, d) -> (..., n)``.
 
-    Zero exactly for an invariant f.
+    Zero exactly for an invariant f. With ``act_y`` (ρ_Y, which needs ``group`` for the inverses) the
+    outputs are first aligned, ``ρ_Y(g)⁻¹ f(ρ_X(g)x)``: the *aligned* spread, zero exactly for an
+    equivariant f. Only for trivial ρ_Y is the plain spread a (semi)norm of the defects
+    ``f(ρ_X(g)x) − ρ_Y(g) f(x)``; an equivariant f with non-trivial ρ_Y has a plain spread > 0.
     """
     outputs = _check_orbit_axis(outputs_on_orbit, "orbit_spread")
+    if act_y is not None:
+        if group is None or not hasattr(group, "inverse"):
+            raise ValueError("orbit_spread with act_y needs the group (a FiniteGroup, for ρ_Y(g)⁻¹ = ρ_Y(g⁻¹))")
+        if outputs.shape[-3] != group.order:
+            raise ValueError(f"outputs have {outputs.shape[-3]} orbit entries, {group.name} has {group.order} elements")
+        outputs = np.stack([np.asarray(act_y(group.inverse(g), outputs[..., g, :, :]))
+                            for g in range(group.order)], axis=-3)
     centred = outputs - outputs.mean(-3, keepdims=True)
     return np.sqrt((centred ** 2).sum(-1).mean(-2))
 

@@ -384,3 +384,82 @@ def test_check_axioms_rejects_bad_tables():
         _TableOnly([[0, 1], [1, 2]]).check_axioms()
     with pytest.raises(ValueError, match="permutation"):
         _TableOnly([[0, 1, 2], [1, 1, 0], [2, 0, 1]]).check_axioms()
+
+
+# ------------------------------------------------------------- lattice graphs, stabilisers, commutants
+
+from eqlib.groups import commutant_basis, graph_automorphisms, stabiliser, torus_adjacency  # noqa: E402
+
+
+def test_torus_adjacency_is_the_periodic_lattice():
+    A = torus_adjacency(5)
+    assert A.shape == (25, 25) and np.array_equal(A, A.T) and not np.diag(A).any()
+    assert (A.sum(1) == 4).all()
+    assert A[0, 1] and A[0, 4] and A[0, 5] and A[0, 20] and not A[0, 6]  # (0,0) ~ (0,1),(0,4),(1,0),(4,0)
+    for bad in (2, 0, 3.0, True):
+        with pytest.raises(ValueError):
+            torus_adjacency(bad)
+
+
+@pytest.mark.parametrize("size, count", [(3, 72), (4, 384), (5, 200), (6, 288)])
+def test_torus_automorphism_counts(size, count):
+    """8·L² for L ≠ 4 (the square's point group and the translations); 384 = 2⁴·4! for the 4-cube Q4."""
+    A = torus_adjacency(size)
+    autos = graph_automorphisms(A)
+    assert len(autos) == count == len({tuple(a) for a in autos})
+    for a in autos[:: max(1, len(autos) // 20)]:
+        assert sorted(a) == list(range(size * size))
+        assert np.array_equal(A[np.ix_(a, a)], A)
+
+
+def test_automorphisms_of_small_graphs():
+    path = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]])
+    assert len(graph_automorphisms(path)) == 2
+    complete = 1 - np.eye(4, dtype=int)
+    assert len(graph_automorphisms(complete)) == 24
+    two_edges = np.zeros((4, 4), dtype=int)  # disconnected: edges 0-1 and 2-3
+    two_edges[0, 1] = two_edges[1, 0] = two_edges[2, 3] = two_edges[3, 2] = 1
+    assert len(graph_automorphisms(two_edges)) == 8
+    with pytest.raises(ValueError):
+        graph_automorphisms(np.array([[0, 1], [0, 0]]))  # not symmetric
+    with pytest.raises(ValueError):
+        graph_automorphisms(np.ones((3, 3)))  # self-loops
+
+
+def test_lattice_group_is_the_whole_automorphism_group_for_L_6():
+    L = 6
+    sites = jnp.arange(L * L, dtype=jnp.float32).reshape(1, L, L, 1)
+    maps = {tuple(np.asarray(Dihedral4().act(d, LatticeTranslations(L).act(t, sites))).ravel().astype(int))
+            for d in range(8) for t in range(L * L)}
+    assert maps == {tuple(a) for a in graph_automorphisms(torus_adjacency(L))}
+
+
+def test_stabiliser():
+    C4 = CyclicRotations(4)
+    plus = np.zeros((5, 5, 1), np.float32)
+    plus[2, :] = plus[:, 2] = 1.0
+    assert stabiliser(C4, plus).tolist() == [0, 1, 2, 3]
+    bar = np.zeros((5, 5, 1), np.float32)
+    bar[2, :] = 1.0
+    assert stabiliser(C4, bar).tolist() == [0, 2]
+    generic = np.random.default_rng(0).normal(size=(5, 5, 1))
+    assert stabiliser(C4, generic).tolist() == [0]
+    assert stabiliser(SpinFlip(), np.zeros((3, 3, 1))).tolist() == [0, 1]
+
+
+def test_commutant_dimensions():
+    O = octahedral_group()
+    basis = commutant_basis(O.matrices)
+    assert basis.shape == (1, 3, 3)
+    assert np.allclose(basis[0] / basis[0, 0, 0], np.eye(3))  # real type: multiples of 1
+    quarter = np.array([[0.0, -1.0], [1.0, 0.0]])
+    rotations = np.stack([np.linalg.matrix_power(quarter, k) for k in range(4)])
+    basis2 = commutant_basis(rotations)  # complex type: a·1 + b·J
+    assert basis2.shape == (2, 2, 2)
+    for A in basis2:
+        assert all(np.allclose(A @ R, R @ A) for R in rotations)
+    assert commutant_basis(np.eye(3)[None]).shape == (9, 3, 3)  # trivial: everything commutes
+    two_copies = np.stack([np.kron(np.eye(2), R) for R in O.matrices])  # R ⊕ R: 2×2 matrices ⊗ 1
+    assert commutant_basis(two_copies).shape == (4, 6, 6)
+    with pytest.raises(ValueError):
+        commutant_basis(np.eye(3))

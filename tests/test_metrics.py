@@ -177,3 +177,30 @@ def test_bad_shapes_rejected(metric, shape):
 def test_accuracy_rejects_rank_one_logits():
     with pytest.raises(ValueError):
         accuracy(np.array([0.1, 0.9, 0.3]), np.array([1, 1, 1]))
+
+
+# ------------------------------------------------------------------------------ aligned orbit spread
+
+def test_aligned_orbit_spread_vanishes_for_equivariant_functions():
+    x = np.random.default_rng(3).normal(size=(5, 2, 3)).astype(np.float32)
+    cross = lambda p: jnp.cross(p[:, 0], p[:, 1])
+    out = np.asarray(orbit_outputs(cross, x, O))
+    assert orbit_spread(out).min() > 0.1                        # the plain spread sees the rotation
+    assert orbit_spread(out, O, O.act).max() < 1e-5             # aligned: zero for equivariant f
+    assert equivariance_error(out, O, O.act).max() < 1e-5
+    # aligned spread² = mean_g ‖d_g‖² − ‖mean_g d_g‖², d_g = ρ_Y(g)⁻¹ f(ρ_X(g)x) − f(x)
+    noisy = out + np.random.default_rng(4).normal(size=out.shape) * 0.1
+    aligned = np.stack([np.asarray(O.act(O.inverse(g), noisy[g])) for g in range(O.order)])
+    d = aligned - aligned[:1]
+    expected = np.sqrt((d ** 2).sum(-1).mean(0) - (d.mean(0) ** 2).sum(-1))
+    assert np.allclose(orbit_spread(noisy, O, O.act), expected, rtol=1e-4)
+    # trivial act_y: the plain spread
+    assert np.allclose(orbit_spread(noisy, O, lambda g, y: y), orbit_spread(noisy))
+
+
+def test_aligned_orbit_spread_needs_the_group():
+    out = np.zeros((4, 2, 2))
+    with pytest.raises(ValueError):
+        orbit_spread(out, act_y=lambda g, y: y)
+    with pytest.raises(ValueError):
+        orbit_spread(np.zeros((3, 2, 2)), C4, lambda g, y: y)
