@@ -1,6 +1,6 @@
 """Group averaging: the exactly equivariant reference model built from any function.
 
-    f̄(x) = 1/|G| Σ_g ρ_Y(g)⁻¹ f(ρ_X(g) x)
+    f^G(x) = 1/|G| Σ_g ρ_Y(g)⁻¹ f(ρ_X(g) x)
 
 is equivariant for every f when ρ_X, ρ_Y are representations of the finite group G: the
 manifestly symmetric counterpart of the emergent symmetry of ensembles (cost: |G| evaluations).
@@ -15,7 +15,10 @@ from .groups import ActFn, FiniteGroup
 
 
 def group_average(apply_fn: Callable, group: FiniteGroup, act_y: ActFn | None = None) -> Callable:
-    """Return f̄: ``(n, ...) -> (..., n, d)`` from ``apply_fn`` with the same signature."""
+    """Return f^G: ``(n, ...) -> (..., n, d)`` from ``apply_fn`` with the same signature.
+
+    (f^G, not f̄: the book keeps the bar for ensemble means f̄_M.)
+    """
 
     def averaged(x):
         x = jnp.asarray(x)

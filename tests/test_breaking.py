@@ -1,11 +1,14 @@
-"""eqlib.breaking: sub-ensemble violations, their Gaussian prediction, the Monte-Carlo split, κ, slopes."""
+"""eqlib.breaking: sub-ensemble violations, their Gaussian prediction and tail bound, the Monte-Carlo split,
+κ, the covering bound and its kernel constants."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from eqlib.breaking import (covering_radius, member_defects, monte_carlo_split, orbit_lipschitz,
-                            predicted_subensemble_violation, rotation_matrices_2d, subensemble_violation)
+from eqlib.breaking import (covering_bound_constant, covering_radius, defect_variance, gaussian_members,
+                            gaussian_tail_bound, member_defects, monte_carlo_split, orbit_lipschitz, phi_t,
+                            predicted_subensemble_violation, relu_ntk, relu_ntk_lipschitz, relu_profile_sup,
+                            rotation_matrices_2d, subensemble_violation, tail_exceedance)
 from eqlib.convergence import fit_power_law
 from eqlib.groups import CyclicRotations, MatrixGroup, octahedral_group, random_rotations
 from eqlib.metrics import equivariance_error, orbit_spread
@@ -237,3 +240,215 @@ def test_orbit_lipschitz_bad_input():
     with pytest.raises(ValueError):
         orbit_lipschitz(np.zeros((3, 2, 1)), np.zeros((4, 2, 2)))
     np.testing.assert_array_equal(orbit_lipschitz(np.ones((3, 2, 1)), np.ones((3, 2, 2))), 0.0)
+
+
+# ------------------------------------------------------------------------------ Gaussian members, defect variance
+
+def _random_cov(rng, points: int) -> np.ndarray:
+    A = rng.normal(size=(points, points))
+    return A @ A.T / points + 0.1 * np.eye(points)
+
+
+def test_gaussian_members_have_the_given_mean_and_covariance():
+    rng = np.random.default_rng(0)
+    order, n, d = 4, 2, 3
+    cov = _random_cov(rng, order * n)
+    mu = rng.normal(size=(order, n, d))
+    draws = gaussian_members(mu, cov, 20000, seed=1)
+    assert draws.shape == (20000, order, n, d)
+    np.testing.assert_allclose(draws.mean(0), mu, atol=0.05)
+    flat = draws.reshape(20000, order * n, d)
+    for j in range(d):                                          # every channel has covariance Σ
+        np.testing.assert_allclose(np.cov(flat[..., j].T), cov, atol=0.06)
+    # channels are independent
+    assert abs(np.corrcoef(flat[:, 0, 0], flat[:, 0, 1])[0, 1]) < 0.03
+
+
+def test_predicted_subensemble_violation_is_the_violation_of_gaussian_members():
+    """For M = 1 the prediction is the violation of the members that gaussian_members draws."""
+    rng = np.random.default_rng(2)
+    mu = rng.normal(size=(O.order, 2, 3))
+    cov = _random_cov(rng, O.order * 2)
+
+    def violation(o):
+        return equivariance_error(o, O, O.act)
+
+    pred = predicted_subensemble_violation(mu, cov, [1], num_samples=8, seed=5, violation=violation)
+    members = gaussian_members(mu, cov, 8, seed=5)
+    np.testing.assert_allclose(pred[0], violation(members).mean(-1), rtol=1e-12)
+
+
+def test_defect_variance_matches_gaussian_draws():
+    rng = np.random.default_rng(3)
+    n = 2
+    cov = _random_cov(rng, O.order * n)
+    mu = np.zeros((O.order, n, 3))
+    draws = gaussian_members(mu, cov, 20000, seed=4)
+    measured = member_defects(draws, O, O.act).var(0)                 # (23, n, 3)
+    predicted = defect_variance(cov, O.matrices)
+    assert predicted.shape == (O.order - 1, n, 3) and np.all(predicted > 0)
+    np.testing.assert_allclose(measured, predicted, rtol=0.06)
+    # trivial ρ_Y: Var = Σ(gx, gx) + Σ(x, x) − 2Σ(gx, x), the same in every channel
+    trivial = defect_variance(cov, np.broadcast_to(np.eye(3), (O.order, 3, 3)))
+    np.testing.assert_allclose(member_defects(draws, O).var(0), trivial, rtol=0.06)
+    assert np.ptp(trivial, axis=-1).max() < 1e-12
+
+
+def test_defect_variance_bad_input():
+    with pytest.raises(ValueError, match=r"\(\|G\|, d, d\)"):
+        defect_variance(np.eye(8), np.eye(3))
+    with pytest.raises(ValueError, match="covariance"):
+        defect_variance(np.eye(7), O.matrices)
+
+
+# ------------------------------------------------------------------------------ the tail bound (Lemma B.4)
+
+def test_gaussian_tail_bound_is_a_bound_and_sharp_for_large_thresholds():
+    from math import erfc, sqrt
+
+    a = np.linspace(0.05, 6, 200)
+    exact = np.array([erfc(v / sqrt(2)) for v in a])
+    bound = gaussian_tail_bound(a)
+    assert np.all(exact <= bound)
+    assert exact[-1] / bound[-1] > 0.97 and exact[0] / bound[0] < 0.1      # sharp only far out
+    with pytest.raises(ValueError, match="positive"):
+        gaussian_tail_bound([1.0, 0.0])
+
+
+def test_tail_exceedance_of_gaussian_members():
+    """i.i.d. N(0, v) members: frequencies follow the Gaussian tail at every M; a σ too small by
+    20 % breaks the bound; forgetting the 1/M hides every exceedance."""
+    from math import erfc, sqrt
+
+    rng = np.random.default_rng(6)
+    v = rng.uniform(0.5, 2.0, size=(30, 2))
+    members = rng.normal(size=(3000, 30, 2)) * np.sqrt(v)
+    a = np.array([1.0, 2.0, 2.5])
+    exact = np.array([erfc(x / sqrt(2)) for x in a])
+    freq = tail_exceedance(members, 0.0, v, [1, 4, 16], a, num_resamples=500, seed=0)
+    assert freq.shape == (3, 3)
+    np.testing.assert_allclose(freq, np.broadcast_to(exact, (3, 3)), rtol=0.15)
+    assert np.all(freq <= gaussian_tail_bound(a))
+    too_narrow = tail_exceedance(members, 0.0, 0.64 * v, [1], a)
+    assert too_narrow[0, -1] > gaussian_tail_bound(a)[-1]
+    forgot = tail_exceedance(members, 0.0, 16 * v, [16], a, num_resamples=200)   # σ² = v
+    assert forgot[0, 1] < 0.01 * gaussian_tail_bound(a[1] / 4)
+
+
+def test_tail_exceedance_bad_input():
+    members = np.zeros((4, 3))
+    with pytest.raises(ValueError, match="thresholds"):
+        tail_exceedance(members, 0.0, 1.0, [1], [0.0])
+    with pytest.raises(ValueError, match="variance"):
+        tail_exceedance(members, 0.0, 0.0, [1], [1.0])
+    with pytest.raises(ValueError, match="exceed"):
+        tail_exceedance(members, 0.0, 1.0, [5], [1.0])
+    with pytest.raises(ValueError, match=r"\(K, \.\.\.\)"):
+        tail_exceedance(np.zeros(4), 0.0, 1.0, [1], [1.0])
+
+
+# ------------------------------------------------------------------------------ the covering bound
+
+def planar_data(n: int, seed: int):
+    """Clouds of 4 points in R² (n, 4, 2) and the SO(2)-equivariant target mean_p ‖x_p‖² x_p."""
+    x = np.random.default_rng(seed).normal(size=(n, 4, 2))
+    return x, ((x ** 2).sum(-1, keepdims=True) * x).mean(1)
+
+
+def augment_planar(x, y, q: int):
+    rot = rotation_matrices_2d(2 * np.pi * np.arange(q) / q)
+    xs = np.einsum("bij,npj->bnpi", rot, x).reshape(-1, 4, 2)
+    ys = np.einsum("bij,nj->bni", rot, y).reshape(-1, 2)
+    return rot, xs, ys
+
+
+def test_phi_t_is_the_spectral_function_of_the_flow():
+    lam = np.array([0.0, 1e-12, 0.3, 2.0, 50.0])
+    eta, t, size = 0.5, 40.0, 20
+    phi = phi_t(lam, t, eta, size)
+    scale = eta * t / size
+    assert phi[0] == pytest.approx(scale) and phi[1] == pytest.approx(scale, rel=1e-9)
+    np.testing.assert_allclose(phi[2:], (1 - np.exp(-scale * lam[2:])) / lam[2:], rtol=1e-12)
+    assert np.all((phi >= 0) & (phi <= scale))                           # ‖F_t‖ ≤ ηt/|Y|
+    np.testing.assert_allclose(phi_t(lam, np.inf, eta, size), [0.0, 1e12, 1 / 0.3, 0.5, 0.02])
+    np.testing.assert_array_equal(phi_t(lam, 0.0, eta, size), 0.0)
+    with pytest.raises(ValueError):
+        phi_t(lam, -1.0, eta, size)
+
+
+def test_relu_ntk_matches_neural_tangents_and_the_flow_gives_mu_t():
+    from eqlib.models import mlp
+    from eqlib.ntk import ensemble_mean_cov, kernels
+
+    x, y = planar_data(6, seed=0)
+    z, _ = planar_data(5, seed=1)
+    for kwargs in ({}, {"W_std": 1.3, "b_std": 0.4}):
+        arch = mlp([1], out=2, **kwargs)
+        _, theta = kernels(arch.kernel_fn, x, z)
+        np.testing.assert_allclose(relu_ntk(x, z, W_std=arch.W_std, b_std=arch.b_std), theta,
+                                   rtol=1e-12, atol=1e-12)
+    arch = mlp([1], out=2)
+    times = [0.0, 7.0, 300.0, np.inf]
+    mean = ensemble_mean_cov(arch.kernel_fn, x, y, z, times, learning_rate=0.7).mean
+    lam, U = np.linalg.eigh(relu_ntk(x))
+    for t, mu in zip(times, mean):
+        F = (U * phi_t(lam, t, 0.7, y.size)) @ U.T
+        np.testing.assert_allclose(relu_ntk(z, x) @ F @ y, mu, atol=1e-7)
+
+
+def test_relu_ntk_lipschitz_bounds_kernel_differences():
+    rng = np.random.default_rng(2)
+    x1 = rng.normal(size=(3000, 4, 2))
+    x2 = x1 + rng.normal(size=x1.shape) * rng.uniform(1e-3, 1.0, size=(3000, 1, 1))
+    z = rng.normal(size=(4, 4, 2))
+    ell = relu_ntk_lipschitz(z)
+    step = np.linalg.norm((x1 - x2).reshape(3000, -1), axis=1)[:, None]
+    ratio = np.abs(relu_ntk(x1, z) - relu_ntk(x2, z)) / step / ell
+    assert np.all(ratio <= 1) and ratio.max() > 0.5                      # a bound, not far off
+    # the profile bound: √(ψ² + ψ'²) is largest at ω = 0, where it is W_std²·√(1 + 1/4π²)
+    assert relu_profile_sup(2.0 ** 0.5) == pytest.approx(2 * np.sqrt(1 + 1 / (4 * np.pi ** 2)),
+                                                          rel=1e-4)
+
+
+def test_covering_bound_holds_off_the_grid_and_is_uniform_in_q():
+    from eqlib.models import mlp
+    from eqlib.ntk import ensemble_mean_cov
+
+    x, y = planar_data(4, seed=3)
+    x_test, _ = planar_data(3, seed=4)
+    angles = np.concatenate([[0.0], np.random.default_rng(5).uniform(0, 2 * np.pi, 40)])
+    R = rotation_matrices_2d(angles)
+    orbit = np.einsum("sij,npj->snpi", R, x_test).reshape(-1, 4, 2)
+    times = [0.0, 5.0, 50.0, np.inf]
+    constants = {}
+    for q in (3, 4, 12):
+        rot, xs, ys = augment_planar(x, y, q)
+        mu = ensemble_mean_cov(mlp([1], out=2).kernel_fn, xs, ys, orbit, times).mean
+        mu = mu.reshape(len(times), len(angles), len(x_test), 2)
+        defect = np.linalg.norm(mu[:, 1:] - np.einsum("sij,tnj->tsni", R[1:], mu[:, 0]), axis=-1)
+        kappa = np.array([covering_radius(rot, r[None]) for r in R[1:]])
+        A = covering_bound_constant(x_test, xs, ys, times)
+        assert A.shape == (4, 3) and np.all(A[0] == 0) and np.all(np.isinf(A[-1]))
+        np.testing.assert_allclose(A[2], 10 * A[1])                          # linear in t
+        assert np.all(defect[1:3] <= A[1:3, None, :] * kappa[None, :, None])
+        constants[q] = A[1]
+    assert np.all(constants[12] < 1.2 * constants[3])                        # does not grow with q
+    # a μ that is not C_q-equivariant (targets not rotated) violates the same bound
+    rot, xs, _ = augment_planar(x, y, 4)
+    ys = np.tile(y, (4, 1))
+    mu = ensemble_mean_cov(mlp([1], out=2).kernel_fn, xs, ys, orbit, [5.0]).mean[0]
+    mu = mu.reshape(len(angles), len(x_test), 2)
+    defect = np.linalg.norm(mu[1:] - np.einsum("sij,nj->sni", R[1:], mu[0]), axis=-1)
+    kappa = np.array([covering_radius(rot, r[None]) for r in R[1:]])
+    A = covering_bound_constant(x_test, xs, ys, [5.0])
+    assert not np.all(defect <= A[0][None, :] * kappa[:, None])
+
+
+def test_covering_bound_constant_bad_input():
+    x, y = planar_data(3, seed=0)
+    with pytest.raises(ValueError, match="y_train"):
+        covering_bound_constant(x, x, y[:2], [1.0])
+    with pytest.raises(ValueError, match="times"):
+        covering_bound_constant(x, x, y, [-1.0])
+    with pytest.raises(ValueError, match="dimension"):
+        relu_ntk(x, np.zeros((2, 3)))

@@ -50,3 +50,15 @@ def test_sampled_rotations_reject_bad_angles():
     for bad in ([], [[0.0, 1.0]], [0.0, float("nan")]):
         with pytest.raises(ValueError, match="angles"):
             SampledRotations(bad)
+
+
+def test_group_average_is_a_projection(rng):
+    """f^G is equivariant, so averaging it again changes nothing: (f^G)^G = f^G."""
+    group = octahedral_group()
+    a = rng.normal(size=(6, 3)).astype(np.float32)
+    f = lambda v: v.reshape(v.shape[0], -1) @ a
+    v = rng.normal(size=(4, 2, 3)).astype(np.float32)
+    once = group_average(f, group, group.act)
+    twice = group_average(once, group, group.act)
+    np.testing.assert_allclose(twice(v), once(v), atol=1e-5)
+    assert np.abs(np.asarray(once(v)) - np.asarray(f(v))).max() > 0.1      # f itself changed

@@ -76,7 +76,9 @@ def run(run: Run, cfg: TourConfig) -> dict:
                 "member_spread": float(result[f"member_spread_{name}"].mean()),
                 "ensemble_spread": float(result[f"ensemble_spread_{name}"].mean()),
                 "ntk_mean_spread_max": float(result[f"ntk_spread_{name}"].max()),
-                # a finite ensemble fluctuates around μ_t with variance Σ_t/M (Lemma B.4)
-                "predicted_fluctuation": float(np.sqrt(result[f"ntk_variance_{name}"].mean() / cfg.members)),
+                # √(Σ_t(x,x)/M): the scale of one output's fluctuation in a finite ensemble
+                # (after Lemma B.4). NOT the expected orbit spread, which removes the part
+                # shared by the whole orbit (the tour chapter computes that prediction).
+                "naive_fluctuation": float(np.sqrt(result[f"ntk_variance_{name}"].mean() / cfg.members)),
             }
     return {"arrays": arrays, "summary": summary}
