@@ -11,13 +11,15 @@ infinite-width Gaussian process of :mod:`eqlib.ntk`:
 * :func:`ntk_trajectories` — for each member, the infinite-width training trajectory started from
   *that member's own* initial function ``f_0``:
 
-      g_t(x) = f_0(x) + Θ(x,X) Θ⁻¹ T_t (Y − f_0(X)),   T_t = 1 − exp(−η Θ t / |Y|)
+      g_t(x) = f_0(x) + Θ(x,X) F_t (Y − f_0(X)),   F_t = φ_t(Θ),  φ_t(λ) = (1 − e^{−ηλt/|Y|})/λ
 
-  (``T_t = 1 − (1 − η Θ / |Y|)^t`` for ``discrete=True``, gradient descent in steps of η). With
-  ``f_0 ~ GP(0, K)`` the ``g_t`` are exact samples of the infinite ensemble ``GP(μ_t, Σ_t)`` (of its
-  discrete-time version for ``discrete=True``). A trained member and its "twin" ``g_t`` share their
-  randomness, so ``f_t − g_t`` measures the width error without the Monte-Carlo error of a finite
-  ensemble (a control variate);
+  (``φ_t(λ) = (1 − (1 − ηλ/|Y|)^t)/λ`` for ``discrete=True``, gradient descent in steps of η; the
+  pseudo-inverse at t = ∞; :func:`eqlib.ntk.flow_gain`). With ``f_0 ~ GP(0, K)`` the ``g_t`` are
+  exact samples of the infinite ensemble ``GP(μ_t, Σ_t)`` (of its discrete-time version for
+  ``discrete=True``); with a fixed, non-random ``f_0 = m`` it is the training trajectory of one
+  linearised network started from ``m`` (fine-tuning in the kernel picture). A trained member
+  and its "twin" ``g_t`` share their randomness, so ``f_t − g_t`` measures the width error without
+  the Monte-Carlo error of a finite ensemble (a control variate);
 * :func:`fit_power_law` — the slope of a straight line on log–log axes.
 
 Conventions as in :mod:`eqlib.ntk`: MSE loss ``½·mean((f − y)²)``, time ``t`` in gradient steps,
@@ -34,18 +36,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from .augment import check_same_length
-from .ntk import kernels
+from .ntk import distinct_kernels, flow_gain
 
 __all__ = ["empirical_ntk", "ensemble_moments", "ntk_trajectories", "fit_power_law"]
 
 
-def empirical_ntk(module: nn.Module, params: Any, x1, x2=None) -> np.ndarray:
+def empirical_ntk(module: nn.Module, params: Any, x1, x2=None, channels: bool = False) -> np.ndarray:
     """Empirical NTK ``(n1, n2)`` of one network: ``x1: (n1, ...)``, ``x2: (n2, ...)`` (default ``x1``).
 
     ``Θ̂(x, x') = (1/d) Σ_j Σ_p ∂f_j(x)/∂θ_p · ∂f_j(x')/∂θ_p``, summed over every parameter ``p`` of
     ``params`` (one member's pytree, not a stacked ensemble) and averaged over the ``d`` output
     channels (whose kernels coincide in the infinite-width limit). For ``d = 1`` this is exactly
-    ``J(x1) J(x2)ᵀ``. Returned in float64 (the contraction itself runs in the parameters' dtype).
+    ``J(x1) J(x2)ᵀ``. With ``channels=True`` the matrix-valued kernel ``(n1, n2, d, d)``,
+    ``Θ̂_{jj'}(x, x') = Σ_p ∂f_j(x)/∂θ_p · ∂f_{j'}(x')/∂θ_p``, whose channel trace over d is the
+    default. Returned in float64 (the contraction itself runs in the parameters' dtype).
     """
     x1 = jnp.asarray(x1)
     x2 = None if x2 is None else jnp.asarray(x2)
@@ -57,13 +61,13 @@ def empirical_ntk(module: nn.Module, params: Any, x1, x2=None) -> np.ndarray:
     out_shape = jax.eval_shape(module.apply, params, x1[:1]).shape
     if len(out_shape) != 2:
         raise ValueError(f"the module must return outputs (n, d), got shape {out_shape} for one sample")
-    theta = _empirical_ntk_fn(module)(params, x1, x2)
+    theta = _empirical_ntk_fn(module, bool(channels))(params, x1, x2)
     return np.asarray(theta, dtype=np.float64)
 
 
 @functools.lru_cache(maxsize=64)
-def _empirical_ntk_fn(module: nn.Module):
-    """A jit-compiled ``(params, x1, x2) -> Θ̂ (n1, n2)`` for one module (compiled once per shape)."""
+def _empirical_ntk_fn(module: nn.Module, channels: bool = False):
+    """A jit-compiled ``(params, x1, x2) -> Θ̂`` for one module (compiled once per shape)."""
 
     def jac(params, x):
         tree = jax.jacobian(lambda p: module.apply(p, x))(params)   # leaves (n, d, *param_shape)
@@ -74,6 +78,8 @@ def _empirical_ntk_fn(module: nn.Module):
     def fn(params, x1, x2):
         j1 = jac(params, x1)
         j2 = j1 if x2 is None else jac(params, x2)
+        if channels:
+            return jnp.einsum("adp,bep->abde", j1, j2)
         return jnp.einsum("adp,bdp->ab", j1, j2) / j1.shape[1]
 
     return fn
@@ -103,10 +109,12 @@ def ntk_trajectories(kernel_fn, x_train, y_train, x_test, f0_train, f0_test,
 
     ``x_train: (N, ...)``, ``y_train: (N, d)``, ``x_test: (n_test, ...)``; ``f0_train: (M, N, d)`` and
     ``f0_test: (M, n_test, d)`` are the members' outputs at initialisation. Returns
-    ``g_t = f_0(x) + Θ(x,X) Θ⁻¹ T_t (Y − f_0(X))`` (module docstring) at each time (gradient steps;
-    ``np.inf`` allowed), with ``T_t = 1 − exp(−ηΘt/|Y|)`` (gradient flow, as :func:`eqlib.ntk.ensemble_mean_cov`)
-    or, with ``discrete``, ``1 − (1 − ηΘ/|Y|)^t`` (gradient descent with step η). With ``f_0 = 0``
-    it is the mean μ_t. Computed in float64 from the analytic NTK of ``kernel_fn``.
+    ``g_t = f_0(x) + Θ(x,X) F_t (Y − f_0(X))`` (module docstring) at each time (gradient steps;
+    ``np.inf`` allowed), with ``F_t = φ_t(Θ)`` of gradient flow (as :func:`eqlib.ntk.ensemble_mean_cov`)
+    or, with ``discrete``, of gradient descent with step η (:func:`eqlib.ntk.flow_gain`); a singular
+    Θ(X, X) (repeated training inputs) is allowed, with the pseudo-inverse at t = ∞. With
+    ``f_0 = 0`` it is the mean μ_t. Computed in float64 from the analytic NTK of ``kernel_fn``,
+    evaluated once per distinct training input (:func:`eqlib.ntk.distinct_kernels`).
     """
     x_train, x_test, y_train = np.asarray(x_train), np.asarray(x_test), np.asarray(y_train, np.float64)
     check_same_length(x_train, y_train)
@@ -126,25 +134,19 @@ def ntk_trajectories(kernel_fn, x_train, y_train, x_test, f0_train, f0_test,
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be positive, got {learning_rate}")
 
-    _, theta = kernels(kernel_fn, x_train)
-    _, theta_test = kernels(kernel_fn, x_test, x_train)                      # (n_test, N)
+    _, theta = distinct_kernels(kernel_fn, x_train)
+    _, theta_test = distinct_kernels(kernel_fn, x_test, x_train)             # (n_test, N)
     lam, vecs = np.linalg.eigh(theta)
-    if lam.min() <= 0:
-        raise ValueError(f"the NTK Gram matrix is not positive definite (smallest eigenvalue {lam.min():.3g})")
-    rate = learning_rate * lam / y_train.size                                # η λ / |Y|
+    rate = learning_rate * np.maximum(lam, 0.0) / y_train.size               # η λ / |Y|
     if discrete and np.any(np.isfinite(ts)) and rate.max() >= 2:
         raise ValueError(f"gradient descent diverges: η λ_max / |Y| = {rate.max():.3g} ≥ 2")
     residual = y_train[None] - f0_train                                      # (M, N, d)
     coeffs = np.einsum("kn,mkd->mnd", vecs, residual)                        # eigenbasis
+    test_vecs = theta_test @ vecs                                            # (n_test, N)
     out = []
     for t in ts:
-        if np.isinf(t):
-            decay = np.ones_like(lam)
-        elif discrete:
-            decay = 1.0 - (1.0 - rate) ** t
-        else:
-            decay = -np.expm1(-rate * t)
-        out.append(f0_test + (theta_test @ vecs) @ (coeffs * (decay / lam)[None, :, None]))  # (M, n_test, d)
+        gain = flow_gain(lam, t, learning_rate, y_train.size, discrete=discrete)  # φ_t(λ)
+        out.append(f0_test + test_vecs @ (coeffs * gain[None, :, None]))    # (M, n_test, d)
     return np.stack(out)
 
 

@@ -269,7 +269,7 @@ class Run:
         meta["timestamp"] = meta["provenance"]["timestamp"]
         path = save_json(self.dir / "results.json", meta)
         self.finished_path = path
-        self.log(f"finished in {self.elapsed:.1f} s → {display_path(path, self.root)}")
+        self.log(f"finished in {self.elapsed:.1f} s → {display_path(self.dir, self.root)}")
         return path
 
 

@@ -48,6 +48,30 @@ def test_empirical_ntk_is_a_jacobian_gram_matrix():
     assert np.linalg.eigvalsh(square).min() > -1e-4                               # a Gram matrix: PSD
 
 
+def test_empirical_ntk_matrix_valued():
+    """channels=True: the full (n1, n2, d, d) kernel; its channel trace / d is the default."""
+    x, _, x_test = data()
+    net = mlp([5], 3).flax()
+    params = net.init(jax.random.PRNGKey(1), x)
+    full = empirical_ntk(net, params, x, x_test, channels=True)
+    assert full.shape == (6, 3, 3, 3)
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    j1 = np.asarray(jax.jacobian(lambda p: net.apply(unravel(p), x))(flat))        # (6, 3, P)
+    j2 = np.asarray(jax.jacobian(lambda p: net.apply(unravel(p), x_test))(flat))
+    np.testing.assert_allclose(full, np.einsum("adp,bep->abde", j1, j2), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.einsum("abdd->ab", full) / 3,
+                               empirical_ntk(net, params, x, x_test), rtol=1e-5, atol=1e-6)
+    # at large width the channels decouple: Θ̂_{jj'} → Θ δ_{jj'} (off-diagonal blocks shrink)
+    off, mask = {}, ~np.eye(3, dtype=bool)
+    for width in (16, 4096):                         # off-diagonal part ∝ 1/√width: ratio 1/16
+        wide = mlp([width], 3).flax()
+        ks = [empirical_ntk(wide, wide.init(jax.random.PRNGKey(s), x), x, channels=True)
+              for s in range(4)]
+        off[width] = np.mean([np.sqrt(np.mean(k[:, :, mask] ** 2) / np.mean(k[:, :, ~mask] ** 2))
+                              for k in ks])
+    assert off[4096] < 0.25 * off[16] and off[4096] < 0.02, off
+
+
 def test_empirical_ntk_converges_to_the_analytic_ntk():
     x, _, _ = data(1)
     arch = mlp([4096], 1)
@@ -147,6 +171,30 @@ def test_discrete_time_is_gradient_descent_of_the_linear_model():
     np.testing.assert_allclose(g, f[:, 6:], rtol=1e-8, atol=1e-10)
     cont = ntk_trajectories(kf, x, y, x_test, f0[:, :6], f0[:, 6:], [steps], learning_rate=lr)[0]
     assert 0 < np.abs(cont - g).max() < 0.5                                          # O(η) apart
+
+
+def test_trajectories_allow_repeated_training_inputs():
+    """A repeated input makes Θ(X, X) singular; F_t = φ_t(Θ) needs no inverse, F_∞ = Θ⁺."""
+    x, y, x_test = data(6)
+    xs, ys = np.concatenate([x, x[:2]]), np.concatenate([y, y[:2]])
+    kf, times = kernel_fn(), [0.0, 4.0, 30.0, np.inf]
+    g = ntk_trajectories(kf, xs, ys, x_test, np.zeros((1, 8, 1)), np.zeros((1, 3, 1)), times,
+                         learning_rate=0.7)[:, 0]
+    pred = ensemble_mean_cov(kf, xs, ys, x_test, times, learning_rate=0.7)
+    np.testing.assert_allclose(g, pred.mean, atol=1e-10 * np.abs(pred.mean).max())
+    # at t = ∞ the repeats do not matter: kernel regression on the distinct inputs
+    plain = ntk_trajectories(kf, x, y, x_test, np.zeros((1, 6, 1)), np.zeros((1, 3, 1)), np.inf)
+    np.testing.assert_allclose(g[-1], plain[0, 0], atol=1e-8 * np.abs(g[-1]).max())
+    assert np.abs(g[1] - ntk_trajectories(kf, x, y, x_test, np.zeros((1, 6, 1)),
+                                          np.zeros((1, 3, 1)), 4.0, 0.7)[0, 0]).max() > 1e-4
+    # discrete steps from a fixed start are the iterated linear model, repeats included
+    f0 = np.random.default_rng(6).normal(size=(1, 11, 1))
+    steps = ntk_trajectories(kf, xs, ys, x_test, f0[:, :8], f0[:, 8:], [3], 0.3, discrete=True)[0]
+    _, theta = kernels(kf, np.concatenate([xs, x_test]))
+    f = f0.copy()
+    for _ in range(3):
+        f = f - 0.3 * np.einsum("ab,mbd->mad", theta[:, :8], f[:, :8] - ys) / ys.size
+    np.testing.assert_allclose(steps, f[:, 8:], rtol=1e-6, atol=1e-8)
 
 
 def test_trajectories_match_wide_trained_networks():

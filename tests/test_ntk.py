@@ -12,11 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.special
 
 from eqlib.augment import augment_full_orbit, permutation_matrix
 from eqlib.groups import CyclicRotations, Dihedral4, SpinFlip
 from eqlib.models import Architecture, Conv, GlobalAvgPool, Dense, Flatten, Relu, cnn, mlp
-from eqlib.ntk import ensemble_mean_cov, float64, kernels
+from eqlib.ntk import (distinct_kernels, distinct_rows, ensemble_mean_cov, float64, flow_gain,
+                       flow_matrix, gram_rank, kernels)
 
 C4, D4 = CyclicRotations(4), Dihedral4()
 TIMES = [0.0, 5.0, 100.0, np.inf]
@@ -208,6 +210,136 @@ def test_closed_form_matches_kernel_regression_by_hand():
     assert on_train.mean.shape == (1, len(X), 2)
 
 
+# ------------------------------------------------------------------------------ F_t = φ_t(Θ)
+
+def test_flow_gain_is_the_entire_function_and_its_limits():
+    lam = np.array([-1e-17, 0.0, 1e-300, 1e-15, 0.3, 2.0, 7.0])
+    lr, n_targets, t = 0.5, 4, 3.0
+    a = lr * t / n_targets
+    phi = flow_gain(lam, t, lr, n_targets)
+    # φ_t(λ) = (1 − e^{−aλ})/λ for λ > 0, and its limit a at λ = 0 (negatives are rounding)
+    np.testing.assert_allclose(phi[4:], (1 - np.exp(-a * lam[4:])) / lam[4:], rtol=1e-14)
+    np.testing.assert_allclose(phi[:4], a, rtol=1e-10)
+    assert np.all(np.diff(phi[1:]) <= 0)              # decreasing in λ, no jump at 0
+    # discrete: a geometric series, (η/|Y|) Σ_{j<k} (1 − ηλ/|Y|)^j, summed term by term
+    k = 5
+    r = lr * lam[1:] / n_targets
+    series = lr / n_targets * sum((1 - r) ** j for j in range(k))
+    np.testing.assert_allclose(flow_gain(lam[1:], k, lr, n_targets, discrete=True), series,
+                               rtol=1e-12)
+    # t = ∞: 1/λ above rcond·λ_max, 0 below (the pseudo-inverse)
+    inf = flow_gain(lam, np.inf, lr, n_targets)
+    np.testing.assert_allclose(inf[4:], 1 / lam[4:], rtol=1e-15)
+    assert np.all(inf[:4] == 0)
+    assert flow_gain(lam, np.inf, lr, n_targets, rcond=1e-30)[3] == pytest.approx(1e15)
+    np.testing.assert_array_equal(flow_gain(lam, 0.0, lr, n_targets), 0.0)
+    for bad in (dict(t=-1.0), dict(t=np.nan), dict(learning_rate=0.0), dict(num_targets=0)):
+        kwargs = dict(t=1.0, learning_rate=1.0, num_targets=1) | bad
+        with pytest.raises(ValueError):
+            flow_gain(lam, **kwargs)
+    with pytest.raises(ValueError, match="1-d"):
+        flow_gain(np.eye(2), 1.0, 1.0, 1)
+
+
+def test_flow_matrix_matches_expm_and_pinv():
+    rng = np.random.default_rng(5)
+    A = rng.normal(size=(5, 5))
+    theta = A @ A.T + 0.1 * np.eye(5)
+    lr, n_targets, t = 0.7, 10, 4.0
+    expected = np.linalg.solve(theta, np.eye(5) - scipy.linalg.expm(-lr * theta * t / n_targets))
+    np.testing.assert_allclose(flow_matrix(theta, t, lr, n_targets), expected, atol=1e-13)
+    np.testing.assert_allclose(flow_matrix(theta, np.inf, lr, n_targets), np.linalg.inv(theta),
+                               rtol=1e-10)
+    # a repeated row: singular, yet F_t is finite for t < ∞ and F_∞ is the pseudo-inverse
+    E = np.eye(5)[[0, 1, 2, 3, 4, 0, 1]]                 # inputs 0 and 1 appear twice
+    singular = E @ theta @ E.T
+    assert gram_rank(singular) == 5 and gram_rank(theta) == 5
+    np.testing.assert_allclose(flow_matrix(singular, np.inf, lr, n_targets),
+                               np.linalg.pinv(singular, rcond=1e-12, hermitian=True), atol=1e-10)
+    F = flow_matrix(singular, t, lr, 14)
+    series = sum(np.linalg.matrix_power(-lr * t * singular / 14, j) / scipy.special.factorial(j + 1)
+                 for j in range(60)) * lr * t / 14     # φ_t as its power series: no inverse
+    np.testing.assert_allclose(F, series, atol=1e-12)
+    with pytest.raises(ValueError, match="square"):
+        flow_matrix(np.ones((2, 3)), 1.0, 1.0, 1)
+    with pytest.raises(ValueError, match="square"):
+        gram_rank(np.ones(3))
+
+
+def test_distinct_kernels_make_repeated_rows_exactly_equal():
+    x, _, x_test = data()
+    xs = np.concatenate([x, x[:2], x[:1]])                      # (6, ...): three repeats
+    first, inverse = distinct_rows(xs)
+    np.testing.assert_array_equal(first, [0, 1, 2])
+    np.testing.assert_array_equal(xs[first][inverse], xs)
+    K, theta = distinct_kernels(kernel_fn("mlp"), xs)
+    np.testing.assert_array_equal(theta[3], theta[0])
+    np.testing.assert_array_equal(theta[:, 5], theta[:, 0])
+    assert gram_rank(theta) == 3 and gram_rank(K) == 3
+    # without repeats: the same numbers as kernels()
+    for a, b in zip(distinct_kernels(kernel_fn("mlp"), x_test, x), kernels(kernel_fn("mlp"), x_test, x)):
+        np.testing.assert_array_equal(a, b)
+    K_td, theta_td = distinct_kernels(kernel_fn("mlp"), x_test, xs)
+    np.testing.assert_array_equal(theta_td[:, 4], theta_td[:, 1])
+    with pytest.raises(ValueError, match="non-empty"):
+        distinct_rows(np.zeros((0, 3)))
+
+
+def symmetric_training_set():
+    """Three 6×6 inputs, the first exactly C4-invariant (a max over its orbit), augmented with C4."""
+    x, y, x_test = data(6)
+    x[0] = np.maximum.reduce([np.rot90(x[0], k) for k in range(4)])
+    return augment_full_orbit(x, y, C4), x_test
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_stabiliser_makes_the_gram_matrix_singular_and_the_theorem_still_holds(arch):
+    aug, x_test = symmetric_training_set()
+    _, theta = distinct_kernels(kernel_fn(arch), aug.x)
+    assert gram_rank(theta) == len(aug.x) - 3                    # 3 repeats of x_0 in its orbit
+    test_orbit = np.asarray(C4.orbit(jnp.asarray(x_test))).reshape(-1, *SHAPE)
+    pred = ensemble_mean_cov(kernel_fn(arch), aug.x, aug.y, test_orbit, TIMES)
+    assert np.all(np.isfinite(pred.mean)) and np.all(np.isfinite(pred.covariance))
+    mean_v, cov_v = mean_and_cov_violation(pred, C4.order)
+    assert (mean_v <= 1e-7).all() and (cov_v <= 1e-7).all(), (mean_v, cov_v)
+    assert (np.abs(pred.mean[1:]).max(axis=(1, 2)) > 0.1).all()
+    # t = ∞ is kernel regression on the distinct inputs: the same interpolant, computed independently
+    first, _ = distinct_rows(aug.x)
+    X, Y = np.asarray(aug.x)[first], np.asarray(aug.y)[first]
+    K_dd, T_dd = kernels(kernel_fn(arch), X)
+    K_td, T_td = kernels(kernel_fn(arch), test_orbit, X)
+    np.testing.assert_allclose(pred.mean[-1], T_td @ np.linalg.solve(T_dd, Y),
+                               atol=1e-8 * np.abs(pred.mean[-1]).max())
+    # finite t: neural-tangents (which divides by |λ| only where the numerator vanishes) agrees
+    nt_pred = ensemble_mean_cov(kernel_fn(arch), aug.x, aug.y, test_orbit, TIMES[:-1],
+                                method="neural_tangents")
+    np.testing.assert_allclose(nt_pred.mean, pred.mean[:-1], atol=1e-7 * np.abs(pred.mean).max())
+
+
+def test_neural_tangents_breaks_at_infinite_time_on_a_singular_gram_matrix():
+    """The guard is needed: nt's 0·∞ or 1/λ ≈ 1e16 at t = ∞ (see eqlib.ntk's docstring)."""
+    aug, x_test = symmetric_training_set()
+    spectral = ensemble_mean_cov(kernel_fn("cnn"), aug.x, aug.y, x_test, np.inf, method="spectral")
+    nt_pred = ensemble_mean_cov(kernel_fn("cnn"), aug.x, aug.y, x_test, np.inf,
+                                method="neural_tangents")
+    assert not np.allclose(nt_pred.mean, spectral.mean, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("diag_reg", [0.0, 0.05])
+def test_spectral_path_equals_neural_tangents_on_distinct_inputs(diag_reg):
+    x, _, x_test = data(3)
+    y = np.random.default_rng(3).normal(size=(3, 2))
+    aug = augment_full_orbit(x, y, C4)
+    times = [0.0, 2.0, 50.0, np.inf]
+    a = ensemble_mean_cov(kernel_fn("mlp"), aug.x, aug.y, x_test, times, 0.5, diag_reg,
+                          method="neural_tangents")
+    b = ensemble_mean_cov(kernel_fn("mlp"), aug.x, aug.y, x_test, times, 0.5, diag_reg,
+                          method="spectral")
+    np.testing.assert_allclose(a.mean, b.mean, atol=1e-9 * np.abs(a.mean).max())
+    np.testing.assert_allclose(a.covariance, b.covariance, atol=1e-9 * np.abs(a.covariance).max())
+    assert b.mean.shape == (4, 2, 2) and b.covariance.shape == (4, 2, 2)
+
+
 # ------------------------------------------------------------------------------ bad input, float64
 
 def test_bad_inputs():
@@ -223,6 +355,8 @@ def test_bad_inputs():
         ensemble_mean_cov(kf, x, y, x_test, np.nan)
     with pytest.raises(ValueError, match="x_test"):
         ensemble_mean_cov(kf, x, y, x_test[:, :5], 1.0)
+    with pytest.raises(ValueError, match="method"):
+        ensemble_mean_cov(kf, x, y, x_test, 1.0, method="cholesky")
 
 
 @pytest.mark.parametrize("before", [False, True])

@@ -88,6 +88,23 @@ def test_members_vs_ensemble():
     _check(fig, 1, suptitle=False)
 
 
+def test_proof_diagram():
+    fig = plots.proof_diagram()
+    (ax,) = fig.get_axes()
+    assert ax.get_title().strip() and not ax.axison
+    texts = " ".join(t.get_text() for t in ax.texts)
+    for phrase in ("kernel invariance", "permutation lemma", "targets permute", "test point",
+                   "training index", "output space"):
+        assert phrase in texts
+    assert "measured" not in texts
+    labelled = plots.proof_diagram([1e-16, 3e-15, 5e-16])
+    assert " ".join(t.get_text() for t in labelled.axes[0].texts).count("measured") == 3
+    fig.canvas.draw()                    # the mathtext parses
+    labelled.canvas.draw()
+    with pytest.raises(ValueError, match="3 entries"):
+        plots.proof_diagram([1.0])
+
+
 def test_finite_ensemble_violation():
     sizes = [1, 2, 4, 8]
     measured = RNG.uniform(0.9, 1.1, size=(4, 6)) / np.sqrt(sizes)[:, None]

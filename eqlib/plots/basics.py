@@ -1,7 +1,7 @@
 """Figures of the book (see eqlib.plots): the tour, groups, equivariance, augmentation.
 
-Shapes use the book's conventions: images are ``(n, h, w, c)`` (NHWC), an orbit of one image is
-``(|G|, h, w, c)``, and ``|G|`` is the order of the group. Group arguments are the objects of
+Shapes use the book's conventions: images are ``(n, H, W, c)`` (NHWC), an orbit of one image is
+``(|G|, H, W, c)``, and ``|G|`` is the order of the group. Group arguments are the objects of
 :mod:`eqlib.groups`; only their ``name``, ``labels``, ``order`` (and, for Cayley tables, ``table``)
 are read.
 """
@@ -51,7 +51,7 @@ def _hide_ticks(ax: Axes) -> None:
 
 
 def _image(ax: Axes, image: np.ndarray, cmap: str, vmin: float, vmax: float):
-    """Draw one ``(h, w)`` or ``(h, w, 1)`` image without ticks."""
+    """Draw one ``(H, W)`` or ``(H, W, 1)`` image without ticks."""
     image = np.asarray(image)
     if image.ndim == 3:
         image = image[..., 0]

@@ -22,6 +22,7 @@ __all__ = [
     # theorem
     "augmentation_control",
     "members_vs_ensemble",
+    "proof_diagram",
     # what_breaks_it
     "finite_ensemble_violation",
     "finite_width_split",
@@ -195,6 +196,50 @@ def members_vs_ensemble(times: Sequence[int], members: np.ndarray, ensemble: Seq
     return fig
 
 
+_PROOF_STEPS = (
+    # (expression in the box, where the group acts in it)
+    (r"$\mu_t(\rho_X(g)\,x)^\top$" "\n" r"$=\Theta(\rho_X(g)\,x,\ X)\;F_t\;Y$",
+     "test point (input space)"),
+    (r"$\Theta(x,\ X)\;\Pi(g)\;F_t\;Y$", "training index"),
+    (r"$\Theta(x,\ X)\;F_t\;\Pi(g)\;Y$", "targets' index"),
+    (r"$\Theta(x,\ X)\;F_t\;Y\;\rho_Y(g)^\top$" "\n" r"$=(\rho_Y(g)\,\mu_t(x))^\top$",
+     "output space"),
+)
+_PROOF_ARROWS = (
+    "kernel invariance\n(full augmentation:\n" r"$\rho_X(g)X_k = X_{\pi_g(k)}$)",
+    "permutation lemma\n" r"$\Pi(g)\,\varphi_t(\Theta) = \varphi_t(\Theta)\,\Pi(g)$",
+    "targets permute\n" r"$\Pi(g)\,Y = Y\rho_Y(g)^\top$",
+)
+
+
+def proof_diagram(differences: Sequence[float] | None = None) -> Figure:
+    """The proof as a chain: ρ_X(g) on the test point → Π(g) on the training index → through
+    F_t → ρ_Y(g) on the targets; ``differences`` (3,): measured sizes of the three equalities."""
+    if differences is not None and len(differences) != len(_PROOF_ARROWS):
+        raise ValueError(f"differences must have {len(_PROOF_ARROWS)} entries, got {len(differences)}")
+    fig, ax = plt.subplots(figsize=(13, 2.7))
+    ax.set_xlim(0, 13)
+    ax.set_ylim(0.95, 3.0)
+    ax.axis("off")
+    centres = [1.45 + 3.37 * i for i in range(len(_PROOF_STEPS))]
+    colours = ("tab:blue", "tab:orange", "tab:orange", "tab:green")
+    for x, (text, where), colour in zip(centres, _PROOF_STEPS, colours):
+        ax.text(x, 2.0, text, ha="center", va="center", fontsize=12,
+                bbox=dict(boxstyle="round,pad=0.5", fc="white", ec=colour, lw=2))
+        ax.text(x, 2.8, f"g acts on the {where}", ha="center", va="center", fontsize=10,
+                color=colour)
+    for i, label in enumerate(_PROOF_ARROWS):
+        start, end = centres[i] + 1.3, centres[i + 1] - 1.3
+        ax.annotate("", xy=(end, 2.0), xytext=(start, 2.0),
+                    arrowprops=dict(arrowstyle="-|>", lw=2, color="black"))
+        text = label if differences is None else f"{label}\nmeasured: {differences[i]:.0e}"
+        ax.text((start + end) / 2, 1.7, text, ha="center", va="top", fontsize=10)
+    ax.set_title("The proof in one line: the group element travels from the test point through "
+                 r"the training index to the targets ($F_t = \varphi_t(\Theta)$)")
+    fig.tight_layout()
+    return fig
+
+
 # ----------------------------------------------------------------------------- what_breaks_it
 
 
@@ -206,7 +251,7 @@ def finite_ensemble_violation(sizes: Sequence[int], measured: np.ndarray, predic
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     ax.errorbar(sizes, measured.mean(1), yerr=measured.std(1), fmt="o", color="tab:green",
                 capsize=3, label="trained sub-ensembles (mean ± std over resamples)")
-    ax.plot(sizes, predicted.mean(1), "k-", label="Lemma B.4: draws from N(μ_t, Σ_t / M)")
+    ax.plot(sizes, predicted.mean(1), "k-", label="after Lemma B.4: draws from N(μ_t, Σ_t / M)")
     ax.plot(sizes, measured.mean(1)[0] * sizes ** -0.5, ":", color="gray", label="slope −1/2")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -318,3 +363,91 @@ def subgroup_augmentation_floor(sizes: Sequence[int], measured: np.ndarray,
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------ what_breaks_it: tail bound, covering bound, t = ∞
+
+
+def tail_bound_check(thresholds: Sequence[float], tails: Mapping[str, np.ndarray],
+                     sizes: Sequence[int], bound: Sequence[float]) -> Figure:
+    """Exceedance frequency / tail bound vs δ/σ_M: tails[source] (n_sizes, n_thresholds)."""
+    from math import erfc, sqrt
+
+    a = np.asarray(thresholds, np.float64)
+    bound = np.asarray(bound, np.float64)
+    gauss = np.array([erfc(v / sqrt(2)) for v in a])                # P(|Z| > a)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.axhline(1.0, color="k", lw=1.5, label="the bound (after Lemma B.4)")
+    ax.plot(a, gauss / bound, ":", color="gray", lw=1.5, label="exact Gaussian tail")
+    markers = ("o", "s", "^", "D", "v")
+    for (source, freq), colour in zip(tails.items(), _COLOURS):
+        freq = np.asarray(freq, np.float64)
+        for row, size, marker in zip(freq, sizes, markers):
+            ax.plot(a, row / bound, marker=marker, ls="-", color=colour, ms=5, alpha=0.8,
+                    label=f"{source}, M = {size}")
+    ax.set_xlabel("threshold δ / σ_M")
+    ax.set_ylabel("P(|f̄_M − μ_t| > δ) / bound\n(frequency over entries and draws)")
+    ax.set_title("Gaussian tail of finite ensembles: above 1 the bound is violated")
+    ax.legend(fontsize=6.5, ncol=2, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def covering_bound_violation(times: Sequence[float], plane: Mapping[int, Mapping],
+                             images: Mapping[int, Mapping],
+                             conditioning: Mapping[int, Mapping]) -> Figure:
+    """Violation and bound A_t·κ vs κ of C_q; t = ∞ conditioning vs q; pixel images.
+
+    plane[q]: kappa, violation (n_times, n), A (n_times, n); conditioning[q]: t_eff, cond;
+    images[q]: kappa, violation (n_times,), on_group (n_times,).
+    """
+    times = np.asarray(times, np.float64)
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.4))
+    qs = sorted(plane)
+    kappas = np.array([plane[q]["kappa"] for q in qs])
+    for i, colour in zip(range(1, len(times)), _COLOURS):        # t = 0: no violation
+        left.plot(kappas, [plane[q]["violation"][i].mean() for q in qs], "o-", color=colour,
+                  label=f"violation, t = {times[i]:g}")
+        if np.isfinite(times[i]):
+            left.plot(kappas, [plane[q]["A"][i].mean() * plane[q]["kappa"] for q in qs], ":",
+                      color=colour)
+    left.plot([], [], "k:", label="bound A_t(x)·κ (no bound at t = ∞)")
+    _kappa_axis(left, kappas, qs)
+    left.set_xlabel("covering radius κ of C_q")
+    left.set_ylabel("worst-rotation violation of μ_t\n(mean over inputs)")
+    left.set_title("Point clouds in R²: exact rotations")
+    left.legend(fontsize=7, loc="lower right")
+    cq = sorted(conditioning)
+    qv = np.asarray(cq, np.float64)
+    middle.loglog(qv, [conditioning[q]["t_eff"] for q in cq], "o-", color="tab:purple",
+                  label="t = ∞: |Y|·‖F_∞‖/η = |Y|/(η λ_min)")
+    middle.loglog(qv, [conditioning[q]["cond"] for q in cq], "s--", color="tab:gray",
+                  label="condition number of Θ(X, X)")
+    for t, colour in zip(times[1:], _COLOURS):
+        if np.isfinite(t):
+            middle.axhline(t, color=colour, ls=":", lw=1)
+    middle.plot([], [], "k:", lw=1, label="finite t: |Y|·‖F_t‖/η ≤ t")
+    middle.set_xticks(qv, [str(q) for q in cq])
+    middle.minorticks_off()
+    middle.set_xlabel("order q of the subgroup C_q")
+    middle.set_ylabel("effective training time t_eff\nand condition number")
+    middle.set_title("At t = ∞ the constant grows with q")
+    middle.legend(fontsize=7, loc="upper left")
+    image_qs = list(images)
+    image_kappas = np.array([images[q]["kappa"] for q in image_qs])
+    for i, colour in zip(range(1, len(times)), _COLOURS):
+        right.plot(image_kappas, [images[q]["violation"][i] for q in image_qs], "o-",
+                   color=colour, label=f"all 64 rotations, t = {times[i]:g}")
+    right.plot(image_kappas, [max(images[q]["on_group"][-1], 1e-12) for q in image_qs], "s--",
+               color="k", label="only the elements of C_q, t = ∞")
+    _kappa_axis(right, image_kappas, image_qs)
+    right.set_xlabel("angle-gap covering radius κ = 2 sin(π/2q)")
+    right.set_ylabel("worst-rotation violation of μ_t\n(mean over inputs)")
+    right.set_title("16×16 images: interpolated rotations")
+    right.legend(fontsize=7, loc="lower left")
+    fig.suptitle("Augmenting with C_q: the SO(2) violation is bounded by A_t·κ at finite t")
+    fig.tight_layout()
+    return fig
+
+
+__all__ += ["tail_bound_check", "covering_bound_violation"]
