@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--preset", default=None)
     show.add_argument("--results", default=None)
     show.add_argument("--all", action="store_true", help="print the whole results.json")
+    show.add_argument("--modified", action="store_true",
+                      help="also consider runs whose config differs from the preset (labelled)")
     return parser
 
 
@@ -81,10 +83,15 @@ def _cmd_run(args: argparse.Namespace, preset: str, overrides: dict) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    _, meta = latest_results(args.name, args.preset, args.results)
-    if args.all:
+    _, meta = latest_results(args.name, args.preset, args.results,
+                             allow_modified=args.modified)
+    if args.all:  # the whole results.json; "modified" lists any fields that differ
         print(json.dumps(to_jsonable(meta), indent=2))
         return 0
+    if meta.get("modified"):
+        changes = ", ".join(f"{k}={v['run']!r} (preset {v['preset']!r})"
+                            for k, v in meta["modified"].items())
+        print(f"# MODIFIED run, not the {meta['preset']} preset: {changes}")
     device = meta.get("provenance", {}).get("device", {})
     print(
         f"# {meta['path']}\n# preset {meta['preset']}, finished {meta.get('timestamp')}, "

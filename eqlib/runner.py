@@ -37,7 +37,7 @@ import numpy as np
 
 from eqlib.io import load_arrays, load_json, save_arrays, save_json
 from eqlib.presets import PRESETS, config_dict, config_hash, preset_name
-from eqlib.provenance import provenance, utc_now_iso
+from eqlib.provenance import git_info, provenance, utc_now_iso
 
 __all__ = [
     "RESULTS_ENV_VAR",
@@ -209,7 +209,8 @@ class Run:
         arrays = _as_arrays(fn(), f"step {name!r}")
         seconds = time.perf_counter() - t0
         save_arrays(path, arrays)
-        save_json(path.with_suffix(".json"), {"wall_time_s": seconds, "finished": utc_now_iso()})
+        save_json(path.with_suffix(".json"),
+                  {"wall_time_s": seconds, "finished": utc_now_iso(), **git_info()})
         self.computed_steps.append(name)
         self.log(f"step {name!r}: done in {seconds:.1f} s")
         return arrays
@@ -221,15 +222,22 @@ class Run:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    def _step_times(self) -> dict[str, float | None]:
-        times: dict[str, float | None] = {}
+    def _step_records(self) -> dict[str, dict[str, Any]]:
+        """Per step: ``wall_time_s``, ``commit`` and ``dirty`` as recorded when it was computed."""
+        records: dict[str, dict[str, Any]] = {}
         for name in [*self.resumed_steps, *self.computed_steps]:
-            meta_path = self.step_path(name).with_suffix(".json")
             try:
-                times[name] = float(load_json(meta_path)["wall_time_s"])
-            except (FileNotFoundError, ValueError, KeyError, TypeError):
-                times[name] = None
-        return times
+                meta = load_json(self.step_path(name).with_suffix(".json"))
+            except (FileNotFoundError, ValueError):
+                meta = {}
+            meta = meta if isinstance(meta, dict) else {}
+            try:
+                seconds = float(meta["wall_time_s"])
+            except (KeyError, TypeError, ValueError):
+                seconds = None
+            records[name] = {"wall_time_s": seconds, "commit": meta.get("commit"),
+                             "dirty": meta.get("dirty")}
+        return records
 
     def finish(self, arrays: dict[str, Any], summary: dict[str, Any]) -> Path:
         """Write ``results.npz`` and ``results.json`` atomically; return the json path.
@@ -242,7 +250,11 @@ class Run:
         if not isinstance(summary, dict):
             raise TypeError(f"summary must be a dict, got {type(summary).__name__}")
         save_arrays(self.dir / "results.npz", arrays)
-        step_times = self._step_times()
+        records = self._step_records()
+        step_times = {name: r["wall_time_s"] for name, r in records.items()}
+        now = provenance(self.seed)
+        other_commit = sorted(name for name, r in records.items()
+                              if r["commit"] != now["git"]["commit"])
         meta = {
             "experiment": self.experiment,
             "preset": self.preset,
@@ -257,14 +269,20 @@ class Run:
                 "resumed": list(self.resumed_steps),
                 "wall_time_s": step_times,
                 "total_step_time_s": sum(t for t in step_times.values() if t is not None),
+                "commit": {name: r["commit"] for name, r in records.items()},
+                "dirty": {name: r["dirty"] for name, r in records.items()},
+                "computed_at_another_commit": other_commit,
             },
             "note": (
                 f"{len(self.resumed_steps)} step(s) resumed from an earlier session; wall_time_s "
                 "covers this session only, steps.wall_time_s the time each step took when computed"
                 if self.resumed_steps
                 else "all steps computed in this session"
+            ) + (
+                f"; computed at another commit than this one: {', '.join(other_commit)}"
+                if other_commit else ""
             ),
-            "provenance": provenance(self.seed),
+            "provenance": now,
         }
         meta["timestamp"] = meta["provenance"]["timestamp"]
         path = save_json(self.dir / "results.json", meta)
@@ -273,18 +291,38 @@ class Run:
         return path
 
 
+def _config_difference(stored: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
+    """``{field: {"run": value, "preset": value}}`` for every field that differs."""
+    keys = sorted(set(stored) | set(expected))
+    return {k: {"run": stored.get(k), "preset": expected.get(k)}
+            for k in keys if stored.get(k) != expected.get(k)}
+
+
 def latest_results(
-    experiment: str, preset: str | None = None, root: str | os.PathLike | None = None
+    experiment: str, preset: str | None = None, root: str | os.PathLike | None = None,
+    *, allow_modified: bool = False,
 ) -> tuple[Arrays, dict[str, Any]]:
     """Arrays and metadata of the newest finished run of ``experiment`` at ``preset``.
 
     ``preset`` resolves through :func:`eqlib.presets.preset_name` (argument, ``$EQLIB_PRESET``,
-    ``quick``). Newest means the latest ``timestamp`` in ``results.json``.
+    ``quick``). Newest means the latest ``timestamp`` in ``results.json``. Only a run whose
+    stored config equals the preset's is returned: a run made with overrides (e.g.
+    ``run_experiment("ising", group="D4")``) is never shown as the preset. With
+    ``allow_modified`` the newest run of any config is returned instead, and
+    ``meta["modified"]`` lists the fields that differ from the preset (empty for the preset).
     """
     _check_name(experiment, "experiment name")
     preset = _check_name(preset_name(preset, valid=_valid_presets(experiment)), "preset name")
     root = Path(root) if root is not None else default_results_root()
-    candidates = []
+    registered = _REGISTRY.get(experiment)
+    if registered is None and experiment.isidentifier():
+        try:
+            registered = get_experiment(experiment)
+        except ValueError:
+            registered = None
+    expected = (json.loads(json.dumps(config_dict(registered.presets[preset])))
+                if registered is not None and preset in registered.presets else None)
+    exact, modified = [], []
     for json_path in sorted((root / experiment).glob(f"{preset}-*/results.json")):
         try:
             meta = load_json(json_path)
@@ -292,11 +330,21 @@ def latest_results(
             continue
         if meta.get("preset") != preset or not (json_path.parent / "results.npz").exists():
             continue
-        candidates.append((str(meta.get("timestamp", "")), json_path, meta))
+        diff = ({} if expected is None
+                else _config_difference(meta.get("config") or {}, expected))
+        meta["modified"] = diff
+        (modified if diff else exact).append((str(meta.get("timestamp", "")), json_path, meta))
+    candidates = exact + modified if allow_modified else exact
     if not candidates:
+        hint = ""
+        if modified:
+            fields = sorted({k for _, _, m in modified for k in m["modified"]})
+            hint = (f" ({len(modified)} modified run(s) differing in {', '.join(fields)} are "
+                    "there; pass allow_modified=True to see them)")
         raise FileNotFoundError(
             f"no finished results for experiment {experiment!r} with preset {preset!r} under "
-            f"{root}; produce them with:  python -m eqlib run {experiment} --preset {preset}"
+            f"{display_path(root)}{hint}; produce them with:  python -m eqlib run {experiment} "
+            f"--preset {preset}"
             + (f" --results {root}" if root != default_results_root() else "")
         )
     _, json_path, meta = max(candidates, key=lambda c: c[0])

@@ -45,15 +45,21 @@ def test_run_then_show(tmp_path, capsys):
     out = capsys.readouterr().out
     assert '"total": 3.5' in out and out.strip().endswith("results.json")
 
-    assert main(["show", "toy_cli", "--results", root]) == 0
+    # a run with --set overrides is not the preset: show refuses it, unless asked, and labels it
+    assert main(["show", "toy_cli", "--results", root]) == 1
+    assert "modified run" in capsys.readouterr().err
+    assert main(["show", "toy_cli", "--results", root, "--modified"]) == 0
     out = capsys.readouterr().out
+    assert "# MODIFIED run, not the quick preset: n=4" in out
     assert "# preset quick" in out and json.loads(out[out.index("{"):]) == {"total": 3.5, "n": 4}
 
     assert main(["run", "toy_cli", "--preset", "full", "--results", root, "--set", "square=false"]) == 0
     assert "step 'data': computing" in capsys.readouterr().out
-    assert main(["show", "toy_cli", "--preset", "full", "--results", root, "--all"]) == 0
+    assert main(["show", "toy_cli", "--preset", "full", "--results", root, "--all",
+                 "--modified"]) == 0
     meta = json.loads(capsys.readouterr().out)
     assert meta["summary"] == {"total": 45.0, "n": 10} and meta["config"]["square"] is False
+    assert meta["modified"] == {"square": {"run": False, "preset": True}}
     assert "provenance" in meta
 
     assert main(["run", "toy_cli", "--preset", "full", "--results", root, "--set", "square=false"]) == 0

@@ -233,3 +233,54 @@ def test_display_path_never_shows_the_machine_path(tmp_path, monkeypatch):
     monkeypatch.setenv(runner.RESULTS_ENV_VAR, str(root))
     assert display_path(run_dir / "results.json") == "$EQLIB_RESULTS/tour/quick-abc/results.json"
     assert str(tmp_path) not in display_path(run_dir)
+
+
+def test_latest_results_never_shows_a_modified_run_as_the_preset(tmp_path):
+    @dataclasses.dataclass(frozen=True)
+    class Cfg:
+        seed: int = 0
+        size: int = 3
+
+    def run_fn(run, cfg):
+        return {"arrays": {"x": np.arange(cfg.size)}, "summary": {"size": cfg.size}}
+
+    register("modtest", {"quick": Cfg(), "full": Cfg(size=9)}, run_fn)
+    run_experiment("modtest", "quick", tmp_path, verbose=False)
+    run_experiment("modtest", "quick", tmp_path, verbose=False, size=5)  # newer, modified
+    arrays, meta = latest_results("modtest", "quick", tmp_path)
+    assert meta["summary"]["size"] == 3 and meta["modified"] == {}
+    arrays, meta = latest_results("modtest", "quick", tmp_path, allow_modified=True)
+    assert meta["summary"]["size"] == 5
+    assert meta["modified"] == {"size": {"run": 5, "preset": 3}}
+    # only the modified run on disk: an error that names it, no silent substitute
+    import shutil
+
+    shutil.rmtree(tmp_path / "modtest" / f"quick-{config_hash(Cfg())}")
+    with pytest.raises(FileNotFoundError, match="modified run.*size"):
+        latest_results("modtest", "quick", tmp_path)
+
+
+def test_results_record_the_commit_of_every_step_also_when_resumed(tmp_path, monkeypatch):
+    @dataclasses.dataclass(frozen=True)
+    class Cfg:
+        seed: int = 0
+
+    calls = []
+
+    def run_fn(run, cfg):
+        calls.append(1)
+        a = run.step("a", lambda: {"v": np.ones(2)})
+        return {"arrays": a, "summary": {}}
+
+    register("committest", {"quick": Cfg(), "full": Cfg(seed=1)}, run_fn)
+    monkeypatch.setattr(runner, "git_info", lambda: {"commit": "aaa", "dirty": False})
+    first = json.loads(run_experiment("committest", "quick", tmp_path, verbose=False).read_text())
+    assert first["steps"]["commit"] == {"a": "aaa"}
+    monkeypatch.setattr(runner, "provenance", lambda seed=None: {
+        "git": {"commit": "bbb", "dirty": False}, "timestamp": "2026-01-01T00:00:00Z"})
+    second = json.loads(run_experiment("committest", "quick", tmp_path, verbose=False)
+                        .read_text())
+    assert second["steps"]["resumed"] == ["a"]
+    assert second["steps"]["commit"] == {"a": "aaa"}
+    assert second["steps"]["computed_at_another_commit"] == ["a"]
+    assert "another commit" in second["note"]
