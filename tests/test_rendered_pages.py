@@ -160,3 +160,16 @@ def test_page_in_chromium_has_its_figures_and_nothing_scrolls_sideways(
     assert not report["overflow"], (
         f"{chapter.name}: {len(report['overflow'])} block(s) scroll sideways in a "
         f"{report['column']} px column: {report['overflow'][:3]}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter", [c for c in CHAPTERS if c.suffix == ".ipynb"],
+                         ids=lambda p: p.stem)
+def test_every_figure_is_saved_for_slides_under_a_stable_name(executed_book, chapter):
+    """eqlib/sphinx_figures.py: figures/<chapter>-figNN.png, one per figure on the page."""
+    text = _page(executed_book, chapter).read_text(encoding="utf8")
+    on_page = len(re.findall(r'<img [^>]*src="[^"]*_images/', text))
+    saved = sorted(p.name for p in (executed_book / "figures").glob(f"{chapter.stem}-fig*"))
+    assert saved == [f"{chapter.stem}-fig{i:02d}.png" for i in range(1, on_page + 1)]
+    assert on_page >= _figure_calls(chapter)
+    assert all(f in (executed_book / "figures" / "index.html").read_text() for f in saved)
