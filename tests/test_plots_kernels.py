@@ -120,17 +120,6 @@ def test_finite_width_split():
     assert axes[1].get_ylabel().strip()
 
 
-def test_covering_radius_violation():
-    times = [0.0, 10.0, np.inf]
-    plane = {k: dict(kappa=2 * np.sin(np.pi / (2 * k)),
-                     violation=np.r_[[np.zeros(3)], np.full((2, 3), 1.0 / k)],
-                     bound=np.r_[[np.zeros(3)], np.full((2, 3), 2.0 / k)]) for k in (2, 4, 8)}
-    images = {k: dict(kappa=2 * np.sin(np.pi / (2 * k)), violation=np.array([0, 1.0 / k, 2.0 / k]),
-                      on_group=np.array([0, 0, 1e-3 * (k > 4)])) for k in (4, 8, 16)}
-    axes = _check(plots.covering_radius_violation(times, plane, images), 2)
-    assert axes[1].get_ylabel().strip()
-
-
 def test_subgroup_augmentation_floor():
     sizes = [1, 2, 4]
     m = RNG.uniform(0.9, 1.1, size=(3, 4)) / np.sqrt(sizes)[:, None]

@@ -26,7 +26,8 @@ __all__ = [
     # what_breaks_it
     "finite_ensemble_violation",
     "finite_width_split",
-    "covering_radius_violation",
+    "covering_bound_violation",
+    "tail_bound_check",
     "subgroup_augmentation_floor",
 ]
 
@@ -307,39 +308,6 @@ def _kappa_axis(ax, kappas: np.ndarray, ks: Sequence[int]) -> None:
     ax.minorticks_off()
 
 
-def covering_radius_violation(times: Sequence[float], plane: Mapping[int, Mapping],
-                              images: Mapping[int, Mapping]) -> Figure:
-    """Violation vs κ of C_k: plane[k] violation and bound (n_times, n); images[k] (n_times,)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4))
-    ks = sorted(plane)
-    kappas = np.array([plane[k]["kappa"] for k in ks])
-    for i, colour in zip(range(1, len(times)), _COLOURS):       # t = 0: no violation
-        left.plot(kappas, [plane[k]["violation"][i].mean() for k in ks], "o-", color=colour,
-                  label=f"violation, t = {times[i]:g}")
-        left.plot(kappas, [plane[k]["bound"][i].mean() for k in ks], ":", color=colour)
-    left.plot([], [], "k:", label="bound C_t(x)·κ (Lemma 6.2)")
-    _kappa_axis(left, kappas, ks)
-    left.set_xlabel("covering radius κ = max_g min_b ‖ρ(g) − ρ(b)‖")
-    left.set_ylabel("worst-rotation violation of μ_t\n(mean over inputs)")
-    left.set_title("Point clouds in R²: exact rotations")
-    left.legend(fontsize=7, loc="lower right")
-    image_ks = list(images)
-    image_kappas = np.array([images[k]["kappa"] for k in image_ks])
-    for i, colour in zip(range(1, len(times)), _COLOURS):
-        right.plot(image_kappas, [images[k]["violation"][i] for k in image_ks], "o-",
-                   color=colour, label=f"all 64 rotations, t = {times[i]:g}")
-    right.plot(image_kappas, [max(images[k]["on_group"][-1], 1e-12) for k in image_ks], "s--",
-               color="k", label="only the elements of C_k, t = ∞")
-    _kappa_axis(right, image_kappas, image_ks)
-    right.set_xlabel("angle-gap covering radius κ = 2 sin(π/2k)")
-    right.set_ylabel("worst-rotation violation of μ_t\n(mean over inputs)")
-    right.set_title("16×16 images: interpolated rotations")
-    right.legend(fontsize=7, loc="lower left")
-    fig.suptitle("Augmenting with C_k: the SO(2) violation falls with the covering radius κ")
-    fig.tight_layout()
-    return fig
-
-
 def subgroup_augmentation_floor(sizes: Sequence[int], measured: np.ndarray,
                                 predicted: np.ndarray, measured_haar: np.ndarray,
                                 predicted_haar: np.ndarray, infinite_haar: float) -> Figure:
@@ -449,5 +417,3 @@ def covering_bound_violation(times: Sequence[float], plane: Mapping[int, Mapping
     fig.tight_layout()
     return fig
 
-
-__all__ += ["tail_bound_check", "covering_bound_violation"]
