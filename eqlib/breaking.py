@@ -28,7 +28,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 
 from .groups import ActFn, Transformations
-from .metrics import orbit_spread
+from .metrics import orbit_spread, subensemble_statistics
 
 ViolationFn = Callable[[np.ndarray], np.ndarray]  # (..., |G|, n, d) -> (..., n)
 
@@ -56,19 +56,16 @@ def subensemble_violation(member_outputs, sizes: Sequence[int], num_resamples: i
     ``member_outputs[m, g, i]`` is ``f_m(ρ_X(g) x_i)``. For each size M, ``num_resamples`` subsets of
     M distinct members are drawn, their outputs averaged, and ``violation`` (default: the orbit
     spread; use :func:`eqlib.metrics.equivariance_error` for non-trivial ρ_Y) is averaged over the
-    inputs.
+    inputs. The draws are :func:`eqlib.metrics.subensemble_statistics` with ``subsets="random"``,
+    which also gives their mean and bootstrap interval per size.
     """
     outputs = _check_orbit_outputs(member_outputs, "member_outputs (K, |G|, n, d)", 4)
     sizes = _check_sizes(sizes, upper=outputs.shape[0])
     if num_resamples < 1:
         raise ValueError(f"num_resamples must be positive, got {num_resamples}")
-    rng = np.random.default_rng(seed)
-    result = np.empty((len(sizes), num_resamples))
-    for a, size in enumerate(sizes):
-        means = np.stack([outputs[rng.choice(len(outputs), size=int(size), replace=False)].mean(0)
-                          for _ in range(num_resamples)])             # (R, |G|, n, d)
-        result[a] = np.asarray(violation(means)).mean(-1)
-    return result
+    stats = subensemble_statistics(outputs, sizes, lambda means: np.asarray(violation(means)).mean(-1),
+                                   subsets="random", num_resamples=num_resamples, seed=seed, num_bootstrap=0)
+    return np.stack(stats.samples).astype(np.float64)                  # (len(sizes), R)
 
 
 def _gaussian_fluctuation(mean: np.ndarray, covariance, num_samples: int,

@@ -353,24 +353,59 @@ def random_rotations(num: int, seed: int = 0) -> np.ndarray:
     ], 1)
 
 
-# ------------------------------------------------------------------------- named constructor
+# ------------------------------------------------------------------------- the group registry
 
-_GROUPS: dict[str, Callable[..., FiniteGroup]] = {
-    "trivial": Trivial,
-    "D4": Dihedral4,
-    "Z2": SpinFlip,
-    "O": octahedral_group,
+def _ising_group(size: int) -> FiniteGroup:
+    """D4, the periodic translations and the global spin flip of an L×L lattice (order 16·L²)."""
+    return ProductGroup(Dihedral4(), LatticeTranslations(size), SpinFlip(), probe_shape=(size, size, 1))
+
+
+#: The one registry of groups by name: ``name → (constructor, needs the lattice size)``. Lattice
+#: groups are built as ``constructor(size)``, the others as ``constructor()``; ``Cn`` for any n ≥ 1
+#: is ``CyclicRotations(n)`` without an entry. Add entries with :func:`register_group`.
+GROUP_REGISTRY: dict[str, tuple[Callable[..., FiniteGroup], bool]] = {
+    "trivial": (Trivial, False),
+    "D4": (Dihedral4, False),
+    "Z2": (SpinFlip, False),
+    "O": (octahedral_group, False),
+    "T": (LatticeTranslations, True),
+    "D4xTxZ2": (_ising_group, True),
 }
 
 
-def get_group(name: str) -> FiniteGroup:
-    """A group by name: trivial, D4, Z2, O, or Cn for any n ≥ 1 (``CyclicRotations(n)``)."""
+def register_group(name: str, constructor: Callable[..., FiniteGroup], *, needs_size: bool = False) -> None:
+    """Make ``get_group(name)`` build ``constructor()`` (``constructor(size)`` with ``needs_size``)."""
+    if not isinstance(name, str) or not name or re.fullmatch(r"C[0-9]+", name):
+        raise ValueError(f"group names are non-empty strings other than Cn, got {name!r}")
+    if name in GROUP_REGISTRY:
+        raise ValueError(f"group {name!r} is already registered")
+    GROUP_REGISTRY[name] = (constructor, needs_size)
+
+
+def group_names() -> tuple[str, ...]:
+    """The registered names (``Cn`` for any n ≥ 1 works besides)."""
+    return tuple(GROUP_REGISTRY)
+
+
+def get_group(name: str, size: int | None = None) -> FiniteGroup:
+    """A group by name: trivial, D4, Z2, O, Cn for any n ≥ 1 (``CyclicRotations(n)``), and the
+    lattice groups T (``LatticeTranslations(size)``) and D4xTxZ2 (D4, translations and spin flip).
+
+    ``size`` is the side L of the L×L lattice a lattice group acts on; groups that act on any
+    square image or on vectors do not need it and ignore it, so a caller can pass it always.
+    """
     match = re.fullmatch(r"C([1-9][0-9]*)", name) if isinstance(name, str) else None
-    if match and name not in _GROUPS:
+    if match and name not in GROUP_REGISTRY:
         return CyclicRotations(int(match.group(1)))
-    if name not in _GROUPS:
-        raise ValueError(f"unknown group {name!r}; known: {', '.join(_GROUPS)}, and Cn for n = 1, 2, 3, … (e.g. C4)")
-    return _GROUPS[name]()
+    if not isinstance(name, str) or name not in GROUP_REGISTRY:
+        known = ", ".join(f"{n} (needs size)" if lattice else n for n, (_, lattice) in GROUP_REGISTRY.items())
+        raise ValueError(f"unknown group {name!r}; known: {known}, and Cn for n = 1, 2, 3, … (e.g. C4)")
+    constructor, needs_size = GROUP_REGISTRY[name]
+    if not needs_size:
+        return constructor()
+    if size is None:
+        raise ValueError(f"group {name!r} acts on L×L lattices: pass the lattice size, get_group({name!r}, size=L)")
+    return constructor(size)
 
 
 # ------------------------------------------------------------------------- representations

@@ -3,10 +3,14 @@
 Every metric takes ``outputs_on_orbit`` of shape ``(..., |G|, n, d)``: the outputs ``f(ρ_X(g) x_i)``
 for every element ``g`` (index 0 the identity) and input ``i``; leading axes (e.g. members) are
 kept. Use :func:`orbit_outputs` to produce it from a function and a group.
+
+Ensembles of every size M drawn from one pool of members — their mean, spread, OSP, … with
+bootstrap intervals — come from one function, :func:`subensemble_statistics`, which every
+experiment and chapter uses.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -14,16 +18,18 @@ import numpy as np
 from .groups import ActFn, Transformations
 
 
-def orbit_outputs(apply_fn: Callable, x, group: Transformations, chunk: int | None = None):
+def orbit_outputs(apply_fn: Callable, x, group: Transformations, inputs_per_call: int | None = None):
     """``apply_fn: (N, ...) -> (..., N, d)`` evaluated on the orbit of ``x: (n, ...)`` → ``(..., |G|, n, d)``.
 
-    ``chunk``: evaluate the orbits of ``chunk`` inputs at a time (``|G|·chunk`` rows per call, to
-    bound memory) and return a NumPy array; without it, one call and a JAX array.
+    ``inputs_per_call``: evaluate the orbits of this many inputs per call of ``apply_fn``
+    (``|G|·inputs_per_call`` rows, to bound memory) and return a NumPy array; without it, one
+    call and a JAX array.
     """
-    if chunk is not None:
-        if chunk < 1:
-            raise ValueError(f"chunk must be a positive number of inputs, got {chunk}")
-        parts = [np.asarray(orbit_outputs(apply_fn, x[s:s + chunk], group)) for s in range(0, len(x), chunk)]
+    if inputs_per_call is not None:
+        if inputs_per_call < 1:
+            raise ValueError(f"inputs_per_call must be a positive number of inputs, got {inputs_per_call}")
+        step = inputs_per_call
+        parts = [np.asarray(orbit_outputs(apply_fn, x[s:s + step], group)) for s in range(0, len(x), step)]
         return np.concatenate(parts, axis=-2)
     x = jnp.asarray(x)
     orbit = group.orbit(x)  # (|G|, n, ...)
@@ -128,3 +134,126 @@ def subensemble_means(member_outputs, size: int, axis: int = 0) -> np.ndarray:
     blocks = M // int(size)
     means = outputs[: blocks * size].reshape((blocks, int(size)) + outputs.shape[1:]).mean(1)
     return np.moveaxis(means, 0, axis)
+
+
+# ------------------------------------------------------------------- sub-ensembles of size M
+
+#: A statistic of ensemble outputs that keeps the member axis: applied to sub-ensemble means laid
+#: out like the members (one sub-ensemble where a member was), it returns one value per
+#: sub-ensemble on that axis — an array, or a dict of arrays to compute several at once.
+Statistic = Callable[[np.ndarray], "np.ndarray | Mapping[str, np.ndarray]"]
+
+SUBSET_SCHEMES = ("disjoint", "random")
+REDUCTIONS = ("mean", "rms")
+
+
+class SubensembleStatistics(NamedTuple):
+    """One statistic of ensembles of every size: a row per size, with bootstrap intervals.
+
+    ``estimate``, ``std``, ``low``, ``high`` are ``(K, ...)``: one row per size in ``sizes``, the
+    rest the shape of the statistic without its sub-ensemble axis. ``samples[i]`` holds the
+    statistic of every sub-ensemble of size ``sizes[i]`` (sub-ensembles on the member axis).
+    """
+    sizes: np.ndarray                  # (K,) ensemble sizes
+    samples: tuple[np.ndarray, ...]    # per size: the statistic of each sub-ensemble
+    estimate: np.ndarray               # (K, ...) mean over sub-ensembles (root mean square for "rms")
+    std: np.ndarray                    # (K, ...) standard deviation over sub-ensembles (ddof 0)
+    low: np.ndarray | None             # (K, ...) percentile bootstrap interval (None: no bootstrap)
+    high: np.ndarray | None
+    level: float                       # coverage of [low, high]
+
+
+def _reduce(values: np.ndarray, how: str, axis: int) -> np.ndarray:
+    return values.mean(axis) if how == "mean" else np.sqrt((values ** 2).mean(axis))
+
+
+def _subensemble_means(outputs: np.ndarray, size: int, axis: int, subsets: str, num_resamples: int,
+                       rng: np.random.Generator | None) -> np.ndarray:
+    """Means of the sub-ensembles of one size, laid out like the members on ``axis``."""
+    if subsets == "disjoint":
+        return subensemble_means(outputs, size, axis=axis)
+    members = outputs.shape[axis]
+    return np.stack([np.take(outputs, rng.choice(members, size=size, replace=False), axis=axis).mean(axis)
+                     for _ in range(num_resamples)], axis=axis)
+
+
+def subensemble_statistics(member_outputs, sizes: Sequence[int], statistic: Statistic, *, axis: int = 0,
+                           subsets: str = "disjoint", num_resamples: int = 64, seed: int = 0,
+                           reduce: str = "mean", num_bootstrap: int = 1000, level: float = 0.95,
+                           bootstrap_seed: int = 0) -> SubensembleStatistics | dict[str, SubensembleStatistics]:
+    """``statistic`` of ensembles of each size in ``sizes``, drawn from a pool of members.
+
+    ``member_outputs: (..., M, ...)`` with the M members on ``axis``. For each size k the pool
+    gives sub-ensembles of k members, and each sub-ensemble's prediction is the mean of its
+    members' outputs (as in this book: the mean of the logits):
+
+    * ``subsets="disjoint"``: the ⌊M/k⌋ blocks of k consecutive members
+      (:func:`subensemble_means`); size 1 is every member, size M the whole ensemble;
+    * ``subsets="random"``: ``num_resamples`` subsets of k distinct members, drawn uniformly
+      with ``np.random.default_rng(seed)`` (one generator, sizes in order).
+
+    ``statistic`` receives those means laid out like the members — sub-ensembles on ``axis`` —
+    and returns one value per sub-ensemble, still on ``axis`` (e.g. ``lambda e:
+    orbit_spread(e).mean(-1)``), or a dict of such arrays; the answer is then a dict with the same
+    keys. ``reduce`` combines the sub-ensembles of one size: their ``"mean"``, or their root mean
+    square (``"rms"``, for statistics such as an RMS spread that add in squares).
+
+    **Bootstrap interval** (percentile bootstrap over member subsets): the sub-ensemble values of
+    one size are resampled with replacement ``num_bootstrap`` times, each resample is reduced like
+    the data, and ``[low, high]`` are the ``(1 ∓ level)/2`` percentiles of those reductions. The
+    indices come from ``np.random.default_rng([bootstrap_seed, k])``, so an interval is
+    reproducible and the keys of a dict statistic share the resamples. It describes the spread
+    of the sub-ensembles of one pool, not of new pools: with a single sub-ensemble (disjoint, k >
+    M/2) it has zero width. ``num_bootstrap=0`` skips it (``low``, ``high`` are None).
+    """
+    outputs = np.asarray(member_outputs)
+    if outputs.ndim == 0:
+        raise ValueError("member_outputs must have a member axis, got a scalar")
+    axis = int(axis)
+    if not -outputs.ndim <= axis < outputs.ndim:
+        raise ValueError(f"axis {axis} out of range for member_outputs of shape {outputs.shape}")
+    axis %= outputs.ndim
+    members = outputs.shape[axis]
+    sizes = np.asarray(sizes)
+    if (sizes.ndim != 1 or len(sizes) == 0 or not np.issubdtype(sizes.dtype, np.integer)
+            or np.any(sizes < 1) or np.any(sizes > members)):
+        raise ValueError(f"sizes must be a non-empty 1-d sequence of integers in 1..{members} "
+                         f"(the members on axis {axis}), got {sizes!r}")
+    if subsets not in SUBSET_SCHEMES:
+        raise ValueError(f"subsets must be one of {SUBSET_SCHEMES}, got {subsets!r}")
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
+    if subsets == "random" and num_resamples < 1:
+        raise ValueError(f"num_resamples must be positive, got {num_resamples}")
+    if num_bootstrap < 0 or not 0 < level < 1:
+        raise ValueError(f"need num_bootstrap ≥ 0 and 0 < level < 1, got {num_bootstrap} and {level}")
+
+    rng = np.random.default_rng(seed) if subsets == "random" else None
+    samples: dict[str, list[np.ndarray]] = {}
+    single = False
+    for k in sizes:
+        value = statistic(_subensemble_means(outputs, int(k), axis, subsets, num_resamples, rng))
+        single = not isinstance(value, Mapping)
+        for key, v in ({"": value} if single else value).items():
+            v = np.asarray(v)
+            if v.ndim <= axis:
+                raise ValueError(f"statistic {key or ''} must keep the sub-ensemble axis {axis}, "
+                                 f"got shape {v.shape}")
+            samples.setdefault(key, []).append(v)
+
+    stats = {}
+    for key, per_size in samples.items():
+        estimate = np.stack([_reduce(v, reduce, axis) for v in per_size])
+        std = np.stack([v.std(axis) for v in per_size])
+        low = high = None
+        if num_bootstrap:
+            bounds = []
+            for k, v in zip(sizes, per_size):
+                v0 = np.moveaxis(v, axis, 0)                                   # (S, ...)
+                draw = np.random.default_rng([bootstrap_seed, int(k)])
+                idx = draw.integers(0, len(v0), size=(num_bootstrap, len(v0)))
+                boot = _reduce(v0[idx], reduce, 1)                             # (B, ...)
+                bounds.append(np.percentile(boot, [50 * (1 - level), 50 * (1 + level)], axis=0))
+            low, high = np.stack([b[0] for b in bounds]), np.stack([b[1] for b in bounds])
+        stats[key] = SubensembleStatistics(sizes, tuple(per_size), estimate, std, low, high, level)
+    return stats[""] if single else stats

@@ -103,7 +103,7 @@ def test_runner_end_to_end_and_resume(tmp_path, capsys):
     assert meta["summary"]["ensemble_prediction"] == "mean of member logits"
     assert meta["summary"]["params"]["c2"] > 0
 
-    arrays, loaded = latest_results("fashion_mnist", "quick", root=tmp_path)
+    arrays, loaded = latest_results("fashion_mnist", "quick", root=tmp_path, allow_modified=True)
     assert loaded["config_hash"] == meta["config_hash"]
     assert arrays["angles"].shape == (8,)
     for key, members in (("c2_C4", 2), ("c2_none", 2), ("c2_C8", 2)):
@@ -136,6 +136,6 @@ def test_runner_end_to_end_and_resume(tmp_path, capsys):
     run_experiment("fashion_mnist", preset="quick", root=tmp_path, **TINY)
     out = capsys.readouterr().out
     assert out.count("resumed") == 4 and "computing" not in out     # data + three ensembles
-    again, _ = latest_results("fashion_mnist", "quick", root=tmp_path)
+    again, _ = latest_results("fashion_mnist", "quick", root=tmp_path, allow_modified=True)
     for key in arrays:
         np.testing.assert_array_equal(again[key], arrays[key])

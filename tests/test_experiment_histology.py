@@ -40,7 +40,7 @@ def test_histology_runs_end_to_end_and_resumes(tmp_path, capsys):
                 assert set(entry) == {"member_osp", "ensemble_osp", "member_consistent", "ensemble_consistent",
                                       "member_spread", "ensemble_spread", "relative_spread"}
                 assert 1 / (4 if g == "C4" else 8) <= entry["ensemble_osp"] <= 1
-    arrays, loaded = latest_results("histology", "quick", root=tmp_path)
+    arrays, loaded = latest_results("histology", "quick", root=tmp_path, allow_modified=True)
     assert loaded["config_hash"] == meta["config_hash"]
     assert arrays["sizes"].tolist() == [1, 2]
     assert arrays["C4/test/member_pred"].shape == (2, 8, 24)          # members × D4 orbit × inputs
@@ -54,7 +54,7 @@ def test_histology_runs_end_to_end_and_resumes(tmp_path, capsys):
     run_experiment("histology", preset="quick", root=tmp_path, **TINY)
     out = capsys.readouterr().out
     assert out.count("resumed") == 4 and "computing" not in out       # data + three trainings
-    again, _ = latest_results("histology", "quick", root=tmp_path)
+    again, _ = latest_results("histology", "quick", root=tmp_path, allow_modified=True)
     for key in ("C4/test/member_pred", "D4/fashion/spread_D4", "plain/test/accuracy"):
         np.testing.assert_array_equal(again[key], arrays[key])
 
@@ -145,9 +145,9 @@ def test_full_preset_code_path_with_member_chunks(tmp_path, monkeypatch, capsys)
     assert meta["summary"]["data"]["stand_in"] is False and meta["summary"]["data"]["n_train"] == 18
     assert sorted(p.name for p in (path.parent / "checkpoints").iterdir()) == [
         f"train_{mode}_members{m}-{m}.npz" for mode in ("C4", "plain") for m in (0, 1)]
-    chunked, _ = latest_results("histology", "full", root=tmp_path)
+    chunked, _ = latest_results("histology", "full", root=tmp_path, allow_modified=True)
     whole = run_experiment("histology", preset="full", root=tmp_path / "whole", member_chunk=None, **small)
-    once, _ = latest_results("histology", "full", root=tmp_path / "whole")
+    once, _ = latest_results("histology", "full", root=tmp_path / "whole", allow_modified=True)
     assert whole != path
     np.testing.assert_allclose(chunked["C4/test/spread_C4"], once["C4/test/spread_C4"], rtol=1e-4)
     np.testing.assert_allclose(chunked["plain/loss"], once["plain/loss"], rtol=1e-4)

@@ -20,11 +20,14 @@ from eqlib.groups import (
     ProductGroup,
     SpinFlip,
     Trivial,
+    GROUP_REGISTRY,
     _bilinear_rotation_weights,
     check_representation,
     get_group,
+    group_names,
     octahedral_group,
     random_rotations,
+    register_group,
     representation_matrix,
     rotate_image,
 )
@@ -309,6 +312,32 @@ def test_get_group_known_and_unknown():
         get_group("C5x")
     for known in ("trivial", "C4", "D4", "Z2", "O"):
         assert known in str(err.value)
+
+
+def test_one_registry_serves_every_lookup():
+    """The Ising and histology lookups go through get_group: same groups, same names."""
+    from eqlib.data.ising import GROUPS, symmetry_group
+
+    for name in GROUPS:
+        G, H = symmetry_group(name, 3), get_group(name, size=3)
+        assert type(G) is type(H) and G.name == H.name and G.order == H.order
+        np.testing.assert_array_equal(G.table, H.table)
+    assert get_group("D4xTxZ2", size=3).order == 16 * 9 and get_group("D4xTxZ2", size=3).name == "D4×Z3²×Z2"
+    assert get_group("T", size=5).order == 25 and get_group("C4", size=5).order == 4   # size ignored
+    with pytest.raises(ValueError, match="lattice size"):
+        get_group("T")
+    assert set(group_names()) >= {"trivial", "D4", "Z2", "O", "T", "D4xTxZ2"}
+
+
+def test_register_group(monkeypatch):
+    import eqlib.groups
+
+    monkeypatch.setattr(eqlib.groups, "GROUP_REGISTRY", dict(GROUP_REGISTRY))   # restored after the test
+    register_group("placeholder", lambda: CyclicRotations(3))
+    assert get_group("placeholder").order == 3
+    for bad in ("D4", "C7", ""):
+        with pytest.raises(ValueError):
+            register_group(bad, Trivial)
 
 
 @pytest.mark.parametrize("n", [3, 6])

@@ -195,7 +195,7 @@ def test_ising_runner_end_to_end_and_resume(tmp_path, capsys):
         assert key in meta["provenance"], key
     assert "backend" in meta["provenance"]["device"] and "jax" in meta["provenance"]["versions"]
 
-    arrays, loaded = latest_results("ising", "quick", root=tmp_path)
+    arrays, loaded = latest_results("ising", "quick", root=tmp_path, allow_modified=True)
     T, K = 3, 3
     assert arrays["times"].tolist() == [0, 1, 6]
     for key in ("mlp_w16_aug", "mlp_w32_plain"):
@@ -228,7 +228,7 @@ def test_ising_runner_end_to_end_and_resume(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "computing" not in out
     assert out.count("resumed") == 1 + 4 + 4                        # data, 4 trainings, 4 NTK predictions
-    again, meta2 = latest_results("ising", "quick", root=tmp_path)
+    again, meta2 = latest_results("ising", "quick", root=tmp_path, allow_modified=True)
     assert meta2["steps"]["computed"] == []
     for key in arrays:
         np.testing.assert_array_equal(again[key], arrays[key])
@@ -237,7 +237,7 @@ def test_ising_runner_end_to_end_and_resume(tmp_path, capsys):
     run_dir = path.parent
     (run_dir / "steps" / "train" / "mlp_w16_aug.npz").unlink()
     run_experiment("ising", preset="quick", root=tmp_path, **TINY)
-    third, _ = latest_results("ising", "quick", root=tmp_path)
+    third, _ = latest_results("ising", "quick", root=tmp_path, allow_modified=True)
     np.testing.assert_array_equal(third["mlp_w16_aug/member_spread/test"], arrays["mlp_w16_aug/member_spread/test"])
 
 

@@ -25,12 +25,13 @@ from typing import Sequence
 
 import numpy as np
 
-from ..groups import CyclicRotations, Dihedral4, FiniteGroup, LatticeTranslations, ProductGroup, SpinFlip
+from ..groups import FiniteGroup, get_group
 
 #: Onsager's critical temperature of the infinite 2-D Ising model, T_c = 2J / ln(1 + √2) ≈ 2.269 J.
 CRITICAL_TEMPERATURE = 2.0 / np.log1p(np.sqrt(2.0))
 #: Largest lattice for exact enumeration (2^16 = 65,536 states).
 MAX_EXACT_SIZE = 4
+#: The symmetry groups of the Ising energy that :func:`symmetry_group` builds (by their registry names).
 GROUPS = ("C4", "D4", "D4xTxZ2")
 
 
@@ -167,13 +168,10 @@ def symmetry_group(name: str, size: int) -> FiniteGroup:
     """A symmetry group of the Ising energy acting on ``(n, L, L, 1)`` lattices.
 
     ``"C4"`` (rotations by 90°, as in the paper, order 4), ``"D4"`` (rotations and reflections,
-    order 8) or ``"D4xTxZ2"`` (D4, periodic translations and the global spin flip, order 16·L²).
+    order 8) or ``"D4xTxZ2"`` (D4, periodic translations and the global spin flip, order 16·L²):
+    the entries of :data:`GROUPS`, built by :func:`eqlib.groups.get_group`.
     """
     size = _check_size(size)
-    if name == "C4":
-        return CyclicRotations(4)
-    if name == "D4":
-        return Dihedral4()
-    if name == "D4xTxZ2":
-        return ProductGroup(Dihedral4(), LatticeTranslations(size), SpinFlip(), probe_shape=(size, size, 1))
-    raise ValueError(f"unknown Ising symmetry group {name!r}; choose from {GROUPS}")
+    if name not in GROUPS:
+        raise ValueError(f"unknown Ising symmetry group {name!r}; choose from {GROUPS}")
+    return get_group(name, size=size)

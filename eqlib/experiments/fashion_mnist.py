@@ -10,7 +10,7 @@ minibatches without the rotated copies.
 
 **Ensemble prediction = mean of the member logits.** Ensembles of size M are disjoint consecutive
 blocks of the member pool (members ``[jM, (j+1)M)``, ``j = 0 … ⌊members/M⌋ − 1``); the runner
-reports the mean and standard deviation over the blocks.
+reports the mean and standard deviation over the blocks (:func:`eqlib.metrics.subensemble_statistics`).
 
 Measurements, for every trained ensemble:
 
@@ -48,7 +48,8 @@ from ..data.mnist import load_mnist
 from ..data.noise import noise_images
 from ..ensemble import TrainConfig, ensemble_apply, init_ensemble, train_ensemble
 from ..groups import CyclicRotations, SampledRotations, Transformations, get_group
-from ..metrics import accuracy, ensemble_sizes, orbit_outputs, orbit_same_prediction, orbit_spread, subensemble_means
+from ..metrics import (accuracy, ensemble_sizes, orbit_outputs, orbit_same_prediction, orbit_spread,
+                       subensemble_statistics)
 from ..models import Architecture, cnn
 from ..runner import Run, experiment
 
@@ -195,22 +196,20 @@ def osp_by_ensemble_size(logits_on_orbit: np.ndarray, sizes: Sequence[int], labe
     member = orbit_same_prediction(logits)
     out = {"member_osp": member.mean, "member_consistent": member.consistent, "member_chance": chance_osp(logits),
            "member_hist": np.stack([(member.counts == c).mean(-1) for c in range(1, order + 1)], -1)}
-    stats: dict[str, list] = {k: [] for k in ("ensemble_osp", "ensemble_osp_std", "ensemble_consistent",
-                                              "ensemble_chance", "ensemble_acc", "ensemble_acc_orbit")}
-    for k in sizes:
-        ens = subensemble_means(logits, k)                                          # (blocks, |G|, n, C)
+
+    def statistic(ens: np.ndarray) -> dict[str, np.ndarray]:                  # (blocks, |G|, n, C)
         osp = orbit_same_prediction(ens)
-        stats["ensemble_osp"].append(osp.mean.mean())
-        stats["ensemble_osp_std"].append(osp.mean.std())
-        stats["ensemble_consistent"].append(osp.consistent.mean())
-        stats["ensemble_chance"].append(chance_osp(ens).mean())
+        values = {"osp": osp.mean, "consistent": osp.consistent, "chance": chance_osp(ens)}
         if labels is not None:
-            stats["ensemble_acc"].append(accuracy(ens[:, 0], labels).mean())
-            rotated = accuracy(ens.reshape(len(ens), -1, ens.shape[-1]), np.tile(labels, order))
-            stats["ensemble_acc_orbit"].append(rotated.mean())
+            values["acc"] = accuracy(ens[:, 0], labels)
+            values["acc_orbit"] = accuracy(ens.reshape(len(ens), -1, ens.shape[-1]), np.tile(labels, order))
+        return values                                                         # each (blocks,)
+
+    stats = subensemble_statistics(logits, sizes, statistic, num_bootstrap=0)
+    out.update({f"ensemble_{k}": v.estimate for k, v in stats.items()})       # mean over blocks
+    out["ensemble_osp_std"] = stats["osp"].std                                # std over blocks
     full = orbit_same_prediction(logits.mean(0))
     out["ensemble_hist"] = np.asarray([(full.counts == c).mean() for c in range(1, order + 1)])
-    out.update({k: np.asarray(v) for k, v in stats.items() if v})
     if labels is not None:
         out["member_acc"] = accuracy(logits[:, 0], labels)
         out["member_acc_orbit"] = accuracy(logits.reshape(M, -1, logits.shape[-1]), np.tile(labels, order))
@@ -229,14 +228,12 @@ def spread_by_ensemble_size(logits_on_orbit: np.ndarray, sizes: Sequence[int]) -
     by M, so ``ensemble_spread / rms(member_spread) ≈ 1/√M``; a non-invariant mean makes it level off.
     """
     logits, sizes = _check_logits_and_sizes(logits_on_orbit, sizes)
-    means, stds = [], []
-    for k in sizes:
-        ens = subensemble_means(logits, k)                                # (blocks, |G|, n, C)
-        rms = np.sqrt((orbit_spread(ens) ** 2).mean(-1))                 # (blocks,)
-        means.append(np.sqrt((rms ** 2).mean()))
-        stds.append(rms.std())
-    return {"member_spread": np.sqrt((orbit_spread(logits) ** 2).mean(-1)), "ensemble_spread": np.asarray(means),
-            "ensemble_spread_std": np.asarray(stds)}
+
+    def rms_spread(ens: np.ndarray) -> np.ndarray:                            # (blocks, |G|, n, C) -> (blocks,)
+        return np.sqrt((orbit_spread(ens) ** 2).mean(-1))
+
+    stats = subensemble_statistics(logits, sizes, rms_spread, reduce="rms", num_bootstrap=0)
+    return {"member_spread": rms_spread(logits), "ensemble_spread": stats.estimate, "ensemble_spread_std": stats.std}
 
 
 def chance_osp(logits_on_orbit: np.ndarray) -> np.ndarray:
@@ -311,9 +308,9 @@ def block_noise(n: int, block: int, seed: int = 0) -> np.ndarray:
 # ------------------------------------------------------------------------------ measuring
 
 def _orbit_logits(net, params, x: np.ndarray, group: Transformations, batch: int) -> np.ndarray:
-    """Member logits on the orbit: ``x: (n, ...)`` → ``(M, |G|, n, 10)``, in chunks of inputs."""
+    """Member logits on the orbit: ``x: (n, ...)`` → ``(M, |G|, n, 10)``, ``batch`` images per call."""
     return orbit_outputs(lambda z: ensemble_apply(net, params, z, batch_size=batch), x, group,
-                         chunk=max(1, batch // group.order))
+                         inputs_per_call=max(1, batch // group.order))
 
 
 def _epoch_callback(net, sets: dict[str, np.ndarray], y_test: np.ndarray, batch: int) -> Callable:

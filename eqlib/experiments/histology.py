@@ -56,9 +56,9 @@ import numpy as np
 from ..data.histology import CLASSES, load_histology, mini_task
 from ..data.noise import noise_images
 from ..ensemble import TrainConfig, ensemble_apply, train_in_chunks
-from ..groups import CyclicRotations, Dihedral4, FiniteGroup
+from ..groups import Dihedral4, FiniteGroup, get_group
 from .. import metrics
-from ..metrics import accuracy, orbit_outputs, orbit_same_prediction, orbit_spread, subensemble_means
+from ..metrics import accuracy, orbit_outputs, orbit_same_prediction, orbit_spread
 from ..models import Architecture, Flatten, GlobalAvgPool, cnn
 from ..runner import Run, experiment
 
@@ -98,7 +98,7 @@ class HistologyConfig:
     strategy: str = "loop"                   # eqlib.ensemble strategy: "loop" measured fastest here on CPU
     jitter_scale: float = 0.3                # colour jitter: channel gain in [1 − scale, 1 + scale]
     jitter_shift: float = 0.15               # colour jitter: channel offset in [−shift, shift]
-    eval_batch: int = 512                    # inputs per evaluation chunk (their D4 orbits: 8× as many images)
+    eval_batch: int = 512                    # inputs per evaluation call (their D4 orbits: 8× as many images)
     apply_batch: int = 4096                  # images per forward pass of the members
 
 
@@ -222,10 +222,6 @@ def training_modes(cfg: HistologyConfig) -> tuple[str, ...]:
     return ("plain", *cfg.augmentations)
 
 
-def _group(name: str) -> FiniteGroup:
-    return CyclicRotations(4) if name == "C4" else Dihedral4()
-
-
 def architecture(cfg: HistologyConfig) -> Architecture:
     """The member CNN: ``eqlib.models.cnn(channels, 9)``, its global average pool replaced by a flatten
     for ``head="flatten"`` (a dense read-out of the whole feature map, which knows where things are)."""
@@ -250,26 +246,31 @@ def subensemble_symmetry(logits_on_orbit: np.ndarray, sizes: np.ndarray) -> dict
     mean of its members' logits. Returns, each ``(len(sizes),)`` and averaged over the groups:
     ``osp`` (OSP as a fraction of |G|), ``osp_std`` (its std over groups), ``consistent`` (share of
     inputs whose whole orbit gets one class) and ``spread`` (the orbit spread of the mean logits,
-    averaged over inputs); size 1 is the mean over single members.
+    averaged over inputs); size 1 is the mean over single members. Computed by
+    :func:`eqlib.metrics.subensemble_statistics` (which also gives bootstrap intervals).
     """
     logits = np.asarray(logits_on_orbit)
     if logits.ndim != 4:
         raise ValueError(f"expected member logits (M, |G|, n, C), got shape {logits.shape}")
-    out: dict[str, list] = {"osp": [], "osp_std": [], "consistent": [], "spread": []}
-    for k in sizes:
-        ens = subensemble_means(logits, k)                                          # (groups, |G|, n, C)
+    sizes = np.asarray(sizes)
+    if np.any(sizes < 1) or np.any(sizes > len(logits)):
+        raise ValueError(f"ensemble sizes {sizes.tolist()} outside 1..{len(logits)}")
+
+    def statistic(ens: np.ndarray) -> dict[str, np.ndarray]:                     # (groups, |G|, n, C)
         osp = orbit_same_prediction(ens)
-        out["osp"].append(osp.fraction.mean())
-        out["osp_std"].append(osp.fraction.std())
-        out["consistent"].append(osp.consistent.mean())
-        out["spread"].append(orbit_spread(ens).mean())
-    return {key: np.asarray(value) for key, value in out.items()}
+        return {"osp": osp.fraction, "consistent": osp.consistent, "spread": orbit_spread(ens).mean(-1)}
+
+    stats = metrics.subensemble_statistics(logits, sizes, statistic, num_bootstrap=0)
+    return {"osp": stats["osp"].estimate, "osp_std": stats["osp"].std,
+            "consistent": stats["consistent"].estimate, "spread": stats["spread"].estimate}
 
 
-def _orbit_logits(net, params, x: np.ndarray, group: FiniteGroup, chunk: int, batch: int, strategy: str) -> np.ndarray:
-    """Member logits on the orbits of ``x: (n, ...)`` → ``(M, |G|, n, C)``, ``chunk`` inputs at a time."""
+def _orbit_logits(net, params, x: np.ndarray, group: FiniteGroup, inputs_per_call: int, batch: int,
+                  strategy: str) -> np.ndarray:
+    """Member logits on the orbits of ``x: (n, ...)`` → ``(M, |G|, n, C)``, the orbits of
+    ``inputs_per_call`` inputs per call, applied ``batch`` images at a time."""
     return orbit_outputs(lambda z: ensemble_apply(net, params, z, batch_size=batch, strategy=strategy), x, group,
-                         chunk=chunk)
+                         inputs_per_call=inputs_per_call)
 
 
 def _measure(logits: np.ndarray, sizes: np.ndarray, labels: np.ndarray | None) -> dict[str, np.ndarray]:
@@ -293,8 +294,8 @@ def _measure(logits: np.ndarray, sizes: np.ndarray, labels: np.ndarray | None) -
             out[f"{key}_{name}"] = value                                            # (K,)
     if labels is not None:
         out["member_accuracy"] = accuracy(logits[:, 0], labels)                     # (M,)
-        out["accuracy"] = np.asarray([accuracy(subensemble_means(logits[:, 0], k), labels).mean()
-                                      for k in sizes])                             # (K,)
+        out["accuracy"] = metrics.subensemble_statistics(
+            logits[:, 0], sizes, lambda ens: accuracy(ens, labels), num_bootstrap=0).estimate   # (K,)
     return out
 
 
@@ -306,13 +307,13 @@ def _train_and_measure(run: Run, cfg: HistologyConfig, mode: str, load: Callable
     net = architecture(cfg).flax()
     train = TrainConfig(loss="cross_entropy", optimizer="adam", learning_rate=cfg.learning_rate, epochs=cfg.epochs,
                         batch_size=cfg.batch_size, strategy=cfg.strategy)
-    group = None if mode == "plain" else _group(mode)
+    group = None if mode == "plain" else get_group(mode)
     params, losses = [], []
     for state, history in train_in_chunks(net, d["x"], d["y_train"], train, cfg.members, cfg.member_chunk, cfg.seed,
                                           run.checkpoint_path, f"train_{mode}", group=group,
                                           progress=run.show_progress):
         params.append(state.params)
-        losses.append(history["loss"])                                              # (epochs, chunk)
+        losses.append(history["loss"])                                              # (epochs, members of the call)
     params = jax.tree_util.tree_map(lambda *leaves: np.concatenate([np.asarray(l) for l in leaves]), *params)
     out: dict[str, np.ndarray] = {"loss": np.concatenate(losses, axis=1)}           # (epochs, M)
     d4 = Dihedral4()

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
@@ -38,7 +38,7 @@ from ..data.ising import (gaussian_inputs, ising_energy, metropolis, random_conf
 from ..ensemble import TrainConfig, ensemble_apply, train_in_chunks
 from ..groups import FiniteGroup
 from ..breaking import predicted_subensemble_violation
-from ..metrics import ensemble_sizes, equivariance_error, orbit_spread, subensemble_means
+from ..metrics import ensemble_sizes, equivariance_error, orbit_spread, subensemble_statistics
 from ..models import Architecture, cnn, mlp
 from ..ntk import ensemble_mean_cov
 from ..runner import Run, experiment
@@ -183,6 +183,20 @@ def _orbit_inputs(data: dict, group: FiniteGroup) -> tuple[np.ndarray, list[int]
     return orbit_x, [group.order * len(x) for x in inputs]
 
 
+def _subensemble_metrics(data: dict, name: str) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """Per sub-ensemble of means ``(T, S, |G|, n, 1)``: input-averaged orbit spread and, on spin
+    sets, the energy RMSE in units of the standardised target, each ``(T, S)``."""
+
+    def statistic(ens: np.ndarray) -> dict[str, np.ndarray]:
+        out = {"spread": orbit_spread(ens).mean(-1)}
+        if name in SPIN_SETS:
+            err = ens[:, :, 0, :, 0] - data[f"y_{name}"][None, None, :, 0]
+            out["rmse"] = np.sqrt((err ** 2).mean(-1))
+        return out
+
+    return statistic
+
+
 def orbit_metrics(outputs: np.ndarray, counts: list[int], data: dict, group: FiniteGroup, sizes: np.ndarray,
                   energy_std: float) -> dict[str, np.ndarray]:
     """Orbit spread, equivariance error and RMSE of members and sub-ensembles at every measurement time.
@@ -199,17 +213,10 @@ def orbit_metrics(outputs: np.ndarray, counts: list[int], data: dict, group: Fin
     for name, part in zip(EVAL_SETS, np.split(outputs, np.cumsum(counts)[:-1], axis=2)):
         orbit = part.reshape(T, M, group.order, -1, 1)                                # (T, M, |G|, n, 1)
         metrics[f"member_spread/{name}"] = orbit_spread(orbit).mean(-1)               # (T, M)
-        spread_k, spread_k_std, rmse_k = [], [], []
-        for k in sizes:
-            ens = subensemble_means(orbit, k, axis=1)                                      # (T, groups, |G|, n, 1)
-            per_group = orbit_spread(ens).mean(-1)                                         # (T, groups)
-            spread_k.append(per_group.mean(1))
-            spread_k_std.append(per_group.std(1))
-            if name in SPIN_SETS:
-                err = ens[:, :, 0, :, 0] - data[f"y_{name}"][None, None, :, 0]
-                rmse_k.append(energy_std * np.sqrt((err ** 2).mean(-1)).mean(1))
-        metrics[f"ensemble_spread/{name}"] = np.stack(spread_k, 1)                    # (T, K)
-        metrics[f"ensemble_spread_std/{name}"] = np.stack(spread_k_std, 1)            # (T, K)
+        stats = subensemble_statistics(orbit, sizes, _subensemble_metrics(data, name), axis=1,
+                                       num_bootstrap=0)                               # blocks on axis 1
+        metrics[f"ensemble_spread/{name}"] = stats["spread"].estimate.T                # (T, K)
+        metrics[f"ensemble_spread_std/{name}"] = stats["spread"].std.T                 # (T, K)
         full = orbit.mean(1)                                                           # (T, |G|, n, 1)
         metrics[f"member_eqerr/{name}"] = equivariance_error(orbit, group).mean((1, 2))
         metrics[f"ensemble_eqerr/{name}"] = equivariance_error(full, group).mean(1)
@@ -217,7 +224,7 @@ def orbit_metrics(outputs: np.ndarray, counts: list[int], data: dict, group: Fin
         if name in SPIN_SETS:
             err = orbit[:, :, 0, :, 0] - data[f"y_{name}"][None, None, :, 0]
             metrics[f"member_rmse/{name}"] = energy_std * np.sqrt((err ** 2).mean(-1))    # (T, M) in J
-            metrics[f"ensemble_rmse/{name}"] = np.stack(rmse_k, 1)                        # (T, K) in J
+            metrics[f"ensemble_rmse/{name}"] = energy_std * stats["rmse"].estimate.T      # (T, K) in J
     return metrics
 
 
@@ -267,14 +274,14 @@ def _ntk_prediction(cfg: IsingConfig, arch: Architecture, x, y, data, group: Fin
                     sizes: np.ndarray, learning_rate: float) -> dict:
     """μ_t, Σ_t on the orbits of every evaluation set → spreads, predicted ensemble spreads, RMSE."""
     out: dict[str, np.ndarray] = {"time": times, "sizes": sizes}
-    chunk = max(1, cfg.ntk_batch // group.order)                  # inputs per kernel evaluation
+    per_call = max(1, cfg.ntk_batch // group.order)               # inputs per kernel evaluation
     kernel_fn = jax.jit(arch.kernel_fn, static_argnames="get")   # compiled once per shape, not traced per call
     energy_std = float(data["energy_std"])
     for s_idx, name in enumerate(EVAL_SETS):
         inputs = data[f"x_{name}"]
         mean_spread, means, variance, pred, pred_std, eq_sq, rmse_sq = [], [], [], [], [], [], []
-        for c_idx, start in enumerate(range(0, len(inputs), chunk)):
-            part = inputs[start:start + chunk]
+        for c_idx, start in enumerate(range(0, len(inputs), per_call)):
+            part = inputs[start:start + per_call]
             orbit = np.asarray(group.orbit(part)).reshape((-1,) + part.shape[1:])
             p = ensemble_mean_cov(kernel_fn, x, y, orbit, times, learning_rate=learning_rate)
             mu = p.mean[..., 0]                                                       # (T, |G|·c)
@@ -285,17 +292,17 @@ def _ntk_prediction(cfg: IsingConfig, arch: Architecture, x, y, data, group: Fin
             eq_sq.append(expected_squared_orbit_spread(blocks))                         # (T, c), M = 1
             mc = [predicted_orbit_spread(mu[t], p.covariance[t], group.order, sizes, cfg.ntk_samples,
                                          seed=[cfg.seed, s_idx, c_idx]) for t in range(len(times))]
-            pred.append(np.stack([m for m, _ in mc]) * len(part))                       # weighted by chunk size
+            pred.append(np.stack([m for m, _ in mc]) * len(part))                       # weighted by part size
             pred_std.append(np.stack([s for _, s in mc]) ** 2 * len(part) ** 2)
             if name in SPIN_SETS:
-                rmse_sq.append(((mu[:, : len(part)] - data[f"y_{name}"][start:start + chunk, 0]) ** 2).sum(-1))
+                rmse_sq.append(((mu[:, : len(part)] - data[f"y_{name}"][start:start + per_call, 0]) ** 2).sum(-1))
         n = len(inputs)
         out[f"mean/{name}"] = np.concatenate(means, 2)                                # (T, |G|, n) μ_t on the orbits
         out[f"mean_spread/{name}"] = np.concatenate(mean_spread, 1)                   # (T, n)
         out[f"variance/{name}"] = np.concatenate(variance, 1)                         # (T, n)
         out[f"expected_sq_spread/{name}"] = np.concatenate(eq_sq, 1)                  # (T, n)
         out[f"predicted_spread/{name}"] = sum(pred) / n                               # (T, K)
-        # chunks are independent draws: the std of the average combines their variances
+        # the parts are independent draws: the std of the average combines their variances
         out[f"predicted_spread_std/{name}"] = np.sqrt(sum(pred_std)) / n              # (T, K)
         if name in SPIN_SETS:
             out[f"rmse/{name}"] = energy_std * np.sqrt(sum(rmse_sq) / n)              # (T,) in J
