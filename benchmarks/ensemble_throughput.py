@@ -18,7 +18,7 @@ medians, the range and the median of each round's ratio to ``loop``.
 
     python benchmarks/ensemble_throughput.py                      # M = 1 8 32, all strategies (~4 min)
     python benchmarks/ensemble_throughput.py --skip-vmap-above 8  # skip the slow, ~3.4 GB vmap M=32
-    python benchmarks/ensemble_throughput.py --strategies loop unrolled --members 32 --chunk 2 4 8 16 32
+    python benchmarks/ensemble_throughput.py --strategies loop unrolled --members 32 --unroll 2 4 8 16 32
     python benchmarks/ensemble_throughput.py --repeats 2 --wait-idle --json results.json
 """
 from __future__ import annotations
@@ -70,7 +70,7 @@ def wait_until_idle(max_wait: float = 600, threshold: float = 0.15) -> float:
     return share
 
 
-def worker(strategy: str, members: int, steps: int, epochs: int, chunk: int, channels: tuple[int, ...] = (16, 32, 64),
+def worker(strategy: str, members: int, steps: int, epochs: int, unroll: int, channels: tuple[int, ...] = (16, 32, 64),
            batch: int = BATCH, seed: int = 0) -> dict:
     """Train ``members`` members for 1 + ``epochs`` epochs of ``steps`` steps; time every epoch."""
     import jax
@@ -90,7 +90,7 @@ def worker(strategy: str, members: int, steps: int, epochs: int, chunk: int, cha
     y = rng.integers(0, CLASSES, n)
     net = cnn(list(channels), CLASSES).flax()
     config = TrainConfig(loss="cross_entropy", optimizer="sgd", learning_rate=0.1, epochs=1 + epochs,
-                         batch_size=batch, strategy=strategy, chunk=chunk)
+                         batch_size=batch, strategy=strategy, unroll=unroll)
     state = init_ensemble(net, x, members, seed=seed, config=config)
     jax.block_until_ready(state.params)
 
@@ -110,7 +110,7 @@ def worker(strategy: str, members: int, steps: int, epochs: int, chunk: int, cha
     others = ((cpu[-1][0] - cpu[1][0]) - (cpu[-1][1] - cpu[1][1])) / (stamps[-1] - stamps[1])
     return {
         "strategy": f"auto→{resolve_strategy(strategy)}" if strategy == "auto" else strategy, "members": members,
-        "chunk": min(chunk, members) if resolve_strategy(strategy) == "unrolled" else None,
+        "unroll": min(unroll, members) if resolve_strategy(strategy) == "unrolled" else None,
         "steps_per_epoch": steps, "timed_epochs": epochs,
         "member_steps_per_s": members * steps / steady,
         "first_epoch_s": float(epoch_times[0]), "steady_epoch_s": steady,
@@ -121,17 +121,17 @@ def worker(strategy: str, members: int, steps: int, epochs: int, chunk: int, cha
     }
 
 
-def run_in_subprocess(strategy: str, members: int, steps: int, epochs: int, chunk: int, timeout: float,
+def run_in_subprocess(strategy: str, members: int, steps: int, epochs: int, unroll: int, timeout: float,
                       channels: tuple[int, ...] = (16, 32, 64), batch: int = BATCH) -> dict:
-    cmd = [sys.executable, __file__, "--worker", strategy, str(members), str(steps), str(epochs), str(chunk),
+    cmd = [sys.executable, __file__, "--worker", strategy, str(members), str(steps), str(epochs), str(unroll),
            "--channels", *map(str, channels), "--batch", str(batch)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
-        return {"strategy": strategy, "members": members, "chunk": chunk, "error": f"timeout after {timeout:.0f} s"}
+        return {"strategy": strategy, "members": members, "unroll": unroll, "error": f"timeout after {timeout:.0f} s"}
     if proc.returncode != 0:
-        return {"strategy": strategy, "members": members, "chunk": chunk,
+        return {"strategy": strategy, "members": members, "unroll": unroll,
                 "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -145,23 +145,23 @@ def environment() -> dict:
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """One row per (M, strategy, chunk): medians over repeats; ``vs_loop`` is the median over repeats
+    """One row per (M, strategy, unroll): medians over repeats; ``vs_loop`` is the median over repeats
     of the ratio to the loop run of the same repeat (adjacent runs share the machine's state)."""
     import numpy as np
 
     ok = [r for r in rows if "error" not in r]
     loop = {(r["members"], r["repeat"]): r["member_steps_per_s"] for r in ok if r["strategy"] == "loop"}
-    keys = list(dict.fromkeys((r["members"], r["strategy"], r.get("chunk")) for r in rows))
+    keys = list(dict.fromkeys((r["members"], r["strategy"], r.get("unroll")) for r in rows))
     out = []
-    for M, strategy, chunk in keys:
-        runs = [r for r in ok if (r["members"], r["strategy"], r.get("chunk")) == (M, strategy, chunk)]
+    for M, strategy, unroll in keys:
+        runs = [r for r in ok if (r["members"], r["strategy"], r.get("unroll")) == (M, strategy, unroll)]
         if not runs:
-            err = next(r for r in rows if (r["members"], r["strategy"], r.get("chunk")) == (M, strategy, chunk))
-            out.append({"members": M, "strategy": strategy, "chunk": chunk, "error": err["error"]})
+            err = next(r for r in rows if (r["members"], r["strategy"], r.get("unroll")) == (M, strategy, unroll))
+            out.append({"members": M, "strategy": strategy, "unroll": unroll, "error": err["error"]})
             continue
         ratios = [r["member_steps_per_s"] / loop[M, r["repeat"]] for r in runs if (M, r["repeat"]) in loop]
         med = lambda k: float(np.median([r[k] for r in runs]))
-        out.append({"members": M, "strategy": strategy, "chunk": chunk, "repeats": len(runs),
+        out.append({"members": M, "strategy": strategy, "unroll": unroll, "repeats": len(runs),
                     "member_steps_per_s": med("member_steps_per_s"),
                     "member_steps_per_s_range": [min(r["member_steps_per_s"] for r in runs),
                                                  max(r["member_steps_per_s"] for r in runs)],
@@ -172,15 +172,15 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def table(summary: list[dict]) -> str:
-    head = ("strategy", "chunk", "M", "member-steps/s", "× loop", "compile s", "peak MB", "others")
+    head = ("strategy", "unroll", "M", "member-steps/s", "× loop", "compile s", "peak MB", "others")
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(head))) + "|"]
     for r in summary:
         if "error" in r:
-            lines.append(f"| {r['strategy']} | {r['chunk'] or ''} | {r['members']} | {r['error']} | | | | |")
+            lines.append(f"| {r['strategy']} | {r['unroll'] or ''} | {r['members']} | {r['error']} | | | | |")
             continue
         lo, hi = r["member_steps_per_s_range"]
         rate = f"{r['member_steps_per_s']:.1f}" + (f" ({lo:.1f}–{hi:.1f})" if r["repeats"] > 1 else "")
-        lines.append(f"| {r['strategy']} | {r['chunk'] or ''} | {r['members']} | {rate} | {r['vs_loop']:.2f} | "
+        lines.append(f"| {r['strategy']} | {r['unroll'] or ''} | {r['members']} | {rate} | {r['vs_loop']:.2f} | "
                      f"{r['compile_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['other_processes_cores']:.2f} |")
     return "\n".join(lines)
 
@@ -196,7 +196,7 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=BATCH, help="images per minibatch before C4 augmentation")
     p.add_argument("--steps", type=int, default=4, help="steps per epoch (data: batch·steps random images)")
     p.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up epoch")
-    p.add_argument("--chunk", type=int, nargs="+", default=None,
+    p.add_argument("--unroll", "--chunk", dest="unroll", type=int, nargs="+", default=None,
                    help="members per compiled program for 'unrolled' (several values: a sweep; "
                         "default: TrainConfig's default)")
     p.add_argument("--skip-vmap-above", type=int, default=None, metavar="M",
@@ -212,15 +212,15 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
 
     if args.worker:
-        strategy, members, steps, epochs, chunk = args.worker
-        print(json.dumps(worker(strategy, int(members), int(steps), int(epochs), int(chunk),
+        strategy, members, steps, epochs, unroll = args.worker
+        print(json.dumps(worker(strategy, int(members), int(steps), int(epochs), int(unroll),
                                 tuple(args.channels), args.batch)))
         return
 
     sys.path.insert(0, str(ROOT))
     from eqlib.ensemble import TrainConfig
 
-    chunks = args.chunk or [TrainConfig().chunk]
+    unrolls = args.unroll or [TrainConfig().unroll]
     env = environment()
     print(f"# {env['date']}  jax {env['jax']} ({env['backend']}, {env['device']}), {env['cpu_count']} CPUs"
           + (f", XLA_FLAGS={env['XLA_FLAGS']}" if env["XLA_FLAGS"] else ""))
@@ -233,10 +233,10 @@ def main(argv=None) -> None:
             for strategy in order:
                 if strategy == "vmap" and args.skip_vmap_above is not None and M > args.skip_vmap_above:
                     continue
-                for chunk in (chunks if strategy in ("unrolled", "auto") else [chunks[0]]):
+                for unroll in (unrolls if strategy in ("unrolled", "auto") else [unrolls[0]]):
                     if args.wait_idle:
                         wait_until_idle()
-                    r = run_in_subprocess(strategy, M, args.steps, args.epochs, chunk, args.timeout,
+                    r = run_in_subprocess(strategy, M, args.steps, args.epochs, unroll, args.timeout,
                                           tuple(args.channels), args.batch)
                     r["repeat"] = repeat
                     rows.append(r)
@@ -244,7 +244,7 @@ def main(argv=None) -> None:
                                              f"compile {r['compile_s']:.1f} s, peak {r['peak_rss_mb']:.0f} MB, "
                                              f"others {r['other_processes_cores']:.2f} cores")
                     print(f"  [{repeat + 1}/{args.repeats}] {r['strategy']:<8} M={M:<3} "
-                          f"chunk={chunk if r.get('chunk') else '-':<3} {msg}", flush=True)
+                          f"unroll={unroll if r.get('unroll') else '-':<3} {msg}", flush=True)
     summary = summarise(rows)
     print()
     print(table(summary))

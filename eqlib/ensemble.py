@@ -2,24 +2,43 @@
 
 Member ``m`` is a pure function of ``(seed, m)``: its initial parameters come from
 ``fold_in(PRNGKey(seed), m)`` and its minibatch order from ``numpy.random.default_rng([seed, m,
-epoch])``. So an ensemble, whatever its training strategy, has the same members as training each
-member alone (``member_ids=[m]``).
+epoch])``. So an ensemble, whatever its training strategy or number of devices, has the same members
+as training each member alone (``member_ids=[m]``).
 
-Strategies (``TrainConfig.strategy``; ``"auto"`` picks by backend):
+The module is a **core** and a **driver**, in the style of optax:
 
-* ``"vmap"`` — one compiled step over stacked parameters (``jax.vmap``); right on GPU/TPU; members
-  sharded over devices when there are several.
-* ``"unrolled"`` — one compiled step per chunk of members, the member loop unrolled inside the
+* core — pure functions, every one jit-able: :func:`ensemble_core` bundles ``init(keys, example) →
+  state`` (vmapped ``module.init`` and ``tx.init``) and ``step(state, batch) → (state, loss)`` for an
+  injected ``optax.GradientTransformation``; :func:`scan_epoch` runs an epoch's steps in one
+  ``lax.scan`` and checks the losses on the device.
+* driver — :func:`train_ensemble` owns epochs, minibatch order, callbacks, the progress bar,
+  checkpoints, and places members on devices (:mod:`eqlib.sharding`); :func:`init_ensemble` and
+  :func:`train_in_chunks` are its companions.
+
+Strategies (``TrainConfig.strategy``; ``"auto"`` picks by backend and device count):
+
+* ``"vmap"`` — one compiled step over stacked parameters (``jax.vmap``); right on GPU/TPU. With
+  several devices the members are split over a mesh (padded to a multiple of the device count) and
+  the data replicated once. On accelerators (``TrainConfig.scan``) an epoch's steps run in one
+  ``lax.scan`` with one host sync per epoch.
+* ``"unrolled"`` — one compiled step per ``unroll`` members, the member loop unrolled inside the
   trace; the CPU default (XLA overlaps the independent member programs; see benchmarks/).
 * ``"loop"`` — a Python loop over members of a jit-compiled single-member step (leanest memory).
 
+On the CPU convolutions inside ``lax.scan`` lower to slow naive loops, so there steps are driven
+from Python (see the performance notes in the project guide).
+
 With full augmentation (``group=``) every minibatch of B samples is expanded inside the step to
 its |G|·B orbit, targets transformed by ``act_y`` (default: invariant targets).
+
+Words: a *slot* is a position on the stacked member axis; an *unroll group* is the members one
+compiled program of the ``unrolled`` strategy steps; a *chunk* is the members one
+:func:`train_ensemble` call trains in :func:`train_in_chunks`.
 """
 from __future__ import annotations
 
-import dataclasses
-import math
+import functools
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
@@ -29,10 +48,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from .augment import check_same_length
 from .groups import ActFn, FiniteGroup
+from .sharding import member_mesh, member_sharding, padded_count, padding_member_ids, replicated
 
 STRATEGIES = ("auto", "vmap", "unrolled", "loop")
 LOSSES = ("mse", "cross_entropy")
@@ -41,46 +62,108 @@ OPTIMIZERS = ("sgd", "adam")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How members are trained. ``batch_size=None`` is full-batch gradient descent."""
+    """How members are trained. ``batch_size=None`` is full-batch gradient descent.
+
+    ``optimizer``: ``"sgd"`` (with ``momentum``) or ``"adam"`` at ``learning_rate`` — or any
+    ``optax.GradientTransformation`` (schedules, clipping, …), used as given (``learning_rate`` and
+    ``momentum`` are then ignored). ``unroll``: members per compiled program of the ``"unrolled"``
+    strategy. ``scan``: run an epoch's steps inside one ``lax.scan`` (``"vmap"`` only; None: on
+    accelerators, never on the CPU). ``chunk``: deprecated name of ``unroll``.
+    """
 
     loss: str = "mse"
-    optimizer: str = "sgd"
+    optimizer: str | optax.GradientTransformation = "sgd"
     learning_rate: float = 1.0
     momentum: float = 0.0
     epochs: int = 1
     batch_size: int | None = None
     strategy: str = "auto"
-    chunk: int = 8  # members per compiled program for the "unrolled" strategy
+    chunk: int | None = None  # deprecated: use ``unroll``
+    unroll: int = 8
+    scan: bool | None = None
 
     def __post_init__(self):
-        for name, value, allowed in (("loss", self.loss, LOSSES), ("optimizer", self.optimizer, OPTIMIZERS),
-                                     ("strategy", self.strategy, STRATEGIES)):
+        if self.chunk is not None:
+            warnings.warn("TrainConfig(chunk=…) is deprecated: it is the number of members unrolled into one "
+                          "compiled program, now TrainConfig(unroll=…)", DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "unroll", self.chunk)
+            object.__setattr__(self, "chunk", None)
+        for name, value, allowed in (("loss", self.loss, LOSSES), ("strategy", self.strategy, STRATEGIES)):
             if value not in allowed:
                 raise ValueError(f"TrainConfig.{name} must be one of {allowed}, got {value!r}")
+        if not isinstance(self.optimizer, optax.GradientTransformation) and self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"TrainConfig.optimizer must be one of {OPTIMIZERS} or an "
+                             f"optax.GradientTransformation, got {self.optimizer!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        if self.epochs < 0 or self.chunk < 1 or (self.batch_size is not None and self.batch_size < 1):
-            raise ValueError(f"epochs ≥ 0, chunk ≥ 1 and batch_size ≥ 1 required, got {self}")
+        if self.epochs < 0 or self.unroll < 1 or (self.batch_size is not None and self.batch_size < 1):
+            raise ValueError(f"epochs ≥ 0, unroll ≥ 1 and batch_size ≥ 1 required, got {self}")
+        if self.scan and self.strategy in ("loop", "unrolled"):
+            raise ValueError(f"scan=True needs the 'vmap' strategy (or 'auto'), got {self.strategy!r}")
 
 
 class EnsembleState(NamedTuple):
+    """An ensemble between epochs: stacked member trees plus the host-side bookkeeping."""
+
     params: Any           # pytree, every leaf (M, ...)
     opt_state: Any        # pytree, every leaf (M, ...)
     member_ids: tuple     # the member index m of each slot (seeds derive from it)
     epoch: int            # finished epochs
 
 
+class TrainState(NamedTuple):
+    """What the core steps: stacked parameters and optimiser state, every leaf ``(M, ...)``."""
+
+    params: Any
+    opt_state: Any
+
+
+class Batch(NamedTuple):
+    """One step's data for every member: the whole set once, each member's minibatch as indices."""
+
+    x: jax.Array    # (n, ...) inputs (replicated on every device)
+    y: jax.Array    # (n, ...) targets
+    idx: jax.Array  # (M, B) integer: member m trains on x[idx[m]]
+
+
+class EnsembleCore(NamedTuple):
+    """The pure functions of ensemble training (like ``optax.GradientTransformation``: a pair of functions).
+
+    ``init(keys: (M, 2), example: (1, ...)) → TrainState``; ``step(state, batch: Batch) → (state,
+    loss: (M,))``; ``member_step(params, opt_state, x: (n, ...), y: (n, ...), idx: (B,)) → (params,
+    opt_state, loss: ())`` is the step of one member, which ``step`` vmaps; ``tx`` the optimiser both
+    use.
+    """
+
+    init: Callable[[jax.Array, jax.Array], TrainState]
+    step: Callable[[TrainState, Batch], tuple[TrainState, jax.Array]]
+    member_step: Callable
+    tx: optax.GradientTransformation
+
+
+# ----------------------------------------------------------------------------------------- the core
+
 def resolve_strategy(strategy: str) -> str:
-    """``auto`` → ``vmap`` on accelerators, ``unrolled`` on CPU."""
+    """``auto`` → ``vmap`` on accelerators or several devices, ``unrolled`` on one CPU."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if strategy != "auto":
         return strategy
-    return "unrolled" if jax.default_backend() == "cpu" else "vmap"
+    return "unrolled" if jax.default_backend() == "cpu" and jax.device_count() == 1 else "vmap"
+
+
+@functools.lru_cache(maxsize=64)
+def _named_optimizer(name: str, learning_rate: float, momentum: float) -> optax.GradientTransformation:
+    if name == "adam":
+        return optax.adam(learning_rate)
+    return optax.sgd(learning_rate, momentum=momentum or None)
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    if config.optimizer == "adam":
-        return optax.adam(config.learning_rate)
-    return optax.sgd(config.learning_rate, momentum=config.momentum or None)
+    """The optax transformation of ``config``: the one given, or the named one (one object per setting)."""
+    if isinstance(config.optimizer, optax.GradientTransformation):
+        return config.optimizer
+    return _named_optimizer(config.optimizer, config.learning_rate, config.momentum)
 
 
 def loss_value(kind: str, outputs: jnp.ndarray, targets: jnp.ndarray) -> jnp.ndarray:
@@ -90,26 +173,10 @@ def loss_value(kind: str, outputs: jnp.ndarray, targets: jnp.ndarray) -> jnp.nda
     return optax.softmax_cross_entropy_with_integer_labels(outputs, targets).mean()
 
 
-def _stack(trees: Sequence[Any]) -> Any:
-    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
-
-
-def _unstack(tree: Any, num: int) -> list[Any]:
-    return [jax.tree_util.tree_map(lambda leaf: leaf[m], tree) for m in range(num)]
-
-
-def init_ensemble(module: nn.Module, example_x, num_members: int | None = None, seed: int = 0,
-                  config: TrainConfig = TrainConfig(), member_ids: Sequence[int] | None = None) -> EnsembleState:
-    """Initialise members ``0 … num_members-1`` (or the given ``member_ids``); ``example_x: (n, ...)``."""
-    if member_ids is None:
-        if not num_members or num_members < 1:
-            raise ValueError(f"num_members must be a positive integer, got {num_members!r}")
-        member_ids = range(num_members)
-    member_ids = tuple(int(m) for m in member_ids)
-    example_x = jnp.asarray(example_x)[:1]
-    tx = make_optimizer(config)
-    params = [module.init(jax.random.fold_in(jax.random.PRNGKey(seed), m), example_x) for m in member_ids]
-    return EnsembleState(_stack(params), _stack([tx.init(p) for p in params]), member_ids, 0)
+def member_keys(seed: int, member_ids: Sequence[int]) -> jax.Array:
+    """PRNG keys ``(M, 2)``: member m's is ``fold_in(PRNGKey(seed), m)``."""
+    root = jax.random.PRNGKey(seed)
+    return jax.vmap(lambda m: jax.random.fold_in(root, m))(jnp.asarray(member_ids, dtype=jnp.uint32))
 
 
 def _augment_fn(group: FiniteGroup | None, act_y: ActFn | None) -> Callable:
@@ -120,16 +187,52 @@ def _augment_fn(group: FiniteGroup | None, act_y: ActFn | None) -> Callable:
                          jnp.concatenate([act_y(g, y) for g in range(group.order)]))
 
 
-def _make_member_step(module: nn.Module, config: TrainConfig, augment: Callable) -> Callable:
-    tx = make_optimizer(config)
+def ensemble_core(module: nn.Module, tx: optax.GradientTransformation, loss: str | Callable = "mse",
+                  group: FiniteGroup | None = None, act_y: ActFn | None = None) -> EnsembleCore:
+    """The pure init and step of an ensemble of ``module`` trained with ``tx`` on ``loss``.
 
-    def step(params, opt_state, x_all, y_all, idx):
+    ``loss``: ``"mse"``, ``"cross_entropy"`` or a function ``(outputs, targets) → scalar``.
+    ``group``: full augmentation — each minibatch ``(B, ...)`` becomes its orbit ``(|G|·B, ...)``
+    inside the step, targets acted on by ``act_y`` (default: invariant).
+    """
+    if not isinstance(tx, optax.GradientTransformation):
+        raise TypeError(f"tx must be an optax.GradientTransformation, got {type(tx).__name__}")
+    augment = _augment_fn(group, act_y)
+    loss_fn = loss if callable(loss) else functools.partial(loss_value, loss)
+
+    def member_step(params, opt_state, x_all, y_all, idx):
         xb, yb = augment(x_all[idx], y_all[idx])
-        loss, grads = jax.value_and_grad(lambda p: loss_value(config.loss, module.apply(p, xb), yb))(params)
+        value, grads = jax.value_and_grad(lambda p: loss_fn(module.apply(p, xb), yb))(params)
         updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        return optax.apply_updates(params, updates), opt_state, value
 
-    return step
+    def init(keys, example):
+        params = jax.vmap(module.init, in_axes=(0, None))(keys, example)
+        return TrainState(params, jax.vmap(tx.init)(params))
+
+    members_step = jax.vmap(member_step, in_axes=(0, 0, None, None, 0))
+
+    def step(state: TrainState, batch: Batch):
+        params, opt_state, value = members_step(state.params, state.opt_state, batch.x, batch.y, batch.idx)
+        return TrainState(params, opt_state), value
+
+    return EnsembleCore(init, step, member_step, tx)
+
+
+def scan_epoch(core: EnsembleCore) -> Callable:
+    """``epoch(state, x: (n, ...), y: (n, ...), idx: (M, steps, B)) → (state, losses: (M, steps), finite: ())``.
+
+    All steps of an epoch in one ``lax.scan``; ``finite`` (every loss finite) is computed on the device.
+    """
+    def epoch(state: TrainState, x, y, idx):
+        def body(carry, step_idx):
+            return core.step(carry, Batch(x, y, step_idx))
+
+        state, losses = jax.lax.scan(body, state, jnp.swapaxes(idx, 0, 1))
+        losses = losses.T
+        return state, losses, jnp.isfinite(losses).all()
+
+    return epoch
 
 
 def batch_indices(seed: int, member: int, epoch: int, n: int, batch_size: int | None) -> np.ndarray:
@@ -141,108 +244,309 @@ def batch_indices(seed: int, member: int, epoch: int, n: int, batch_size: int | 
     return perm[: steps * batch_size].reshape(steps, batch_size)
 
 
-class _Epoch:
-    """Runs one epoch for all members with the chosen strategy; compiled functions are cached.
+def check_optimizer_state(tx: optax.GradientTransformation, params: Any, opt_state: Any) -> None:
+    """Raise ValueError unless ``opt_state`` (leaves ``(M, ...)``) is the state ``tx`` keeps for ``params``."""
+    expected = jax.eval_shape(jax.vmap(tx.init), params)
+    want, want_def = jax.tree_util.tree_flatten(expected)
+    got, got_def = jax.tree_util.tree_flatten(opt_state)
+    same = want_def == got_def and all(tuple(a.shape) == tuple(np.shape(b)) and a.dtype == b.dtype
+                                       for a, b in zip(want, got))
+    if not same:
+        raise ValueError(
+            "the ensemble's optimiser state does not belong to the optimiser it is trained with: initialise "
+            "with the same TrainConfig (or optax transformation) as you train with, e.g. "
+            f"init_ensemble(..., config=config). Expected {want_def} {[a.shape for a in want]}, "
+            f"got {got_def} {[np.shape(b) for b in got]}")
 
-    ``loop`` and ``unrolled`` share one compiled program over the *stacked* parameters: it takes
-    the members ``start … start+c−1`` (``c`` = 1 for ``loop``, ``chunk`` for ``unrolled``; ``start``
-    is traced, so one compilation serves every chunk), runs their steps with the member loop
-    unrolled in the trace, and writes them back in place. So an epoch costs no per-member slicing
-    or re-stacking outside the program, which matters for small models and full-batch training
-    (one step per epoch). Every strategy donates the stacked buffers to its compiled step, so each
-    epoch first copies the trees it is given: the caller's arrays, and those handed to
-    ``on_epoch_end``, stay valid.
+
+# ---------------------------------------------------------------------- compiled runners of an epoch
+
+class _VmapRunner:
+    """Steps all slots at once: ``core.step`` compiled, per step from Python or one ``lax.scan`` per epoch.
+
+    With a ``mesh`` the member axis of the state and indices is split over its devices and the data
+    replicated; the compiled programs keep that layout.
     """
 
-    def __init__(self, module, config: TrainConfig, augment: Callable, num_members: int):
-        self.strategy = resolve_strategy(config.strategy)
-        self.num_members = num_members
-        self.chunk = 1 if self.strategy == "loop" else max(1, min(config.chunk, num_members))
-        step = _make_member_step(module, config, augment)
-        if self.strategy == "vmap":
-            self._fn = jax.jit(jax.vmap(step, in_axes=(0, 0, None, None, 0)), donate_argnums=(0, 1))
-            return
+    def __init__(self, core: EnsembleCore, mesh: Mesh | None, scan: bool):
+        self.scan, self.mesh = scan, mesh
+        kw: dict = {}
+        if mesh is not None:
+            members, rep = member_sharding(mesh), replicated(mesh)
+            kw = dict(in_shardings=(members, Batch(rep, rep, members)), out_shardings=(members, members))
+            if scan:
+                kw = dict(in_shardings=(members, rep, rep, members), out_shardings=(members, members, rep))
+        if scan:
+            self._epoch = jax.jit(scan_epoch(core), donate_argnums=0, **kw)
+        else:
+            self._step = jax.jit(core.step, donate_argnums=0, **kw)
 
-        def members_step(params, opt_state, x_all, y_all, idx, start):
-            """Steps of members ``start + k`` (``idx: (c, B)``, c static) → updated stacked trees, losses (c,)."""
+    def _put_idx(self, idx: np.ndarray):
+        return jnp.asarray(idx) if self.mesh is None else jax.device_put(idx, member_sharding(self.mesh))
+
+    def __call__(self, state: TrainState, x, y, idx: np.ndarray, unroll: int):
+        """``idx: (M, steps, B)`` → new state, losses ``(M, steps)``, finite flag (or None) on the device."""
+        if self.scan:
+            return self._epoch(state, x, y, self._put_idx(idx))
+        losses = []
+        for s in range(idx.shape[1]):
+            state, loss = self._step(state, Batch(x, y, self._put_idx(idx[:, s])))
+            losses.append(loss)
+        return state, jnp.stack(losses, 1), None
+
+
+class _MemberLoopRunner:
+    """``loop`` and ``unrolled``: one compiled program steps the members ``first … first+c−1`` of the
+    *stacked* trees (``c`` = 1 for ``loop``, ``unroll`` for ``unrolled``; ``first`` is traced, so one
+    compilation serves every unroll group), the member loop unrolled in the trace, and writes them
+    back in place. So an epoch costs no per-member slicing or re-stacking outside the program, which
+    matters for small models and full-batch training (one step per epoch).
+    """
+
+    def __init__(self, core: EnsembleCore):
+        step = core.member_step
+
+        def group_step(params, opt_state, x_all, y_all, idx, first):
+            """Steps of members ``first + k`` (``idx: (c, B)``, c static) → updated stacked trees, losses (c,)."""
             def take(tree, k):
-                return jax.tree_util.tree_map(lambda l: jax.lax.dynamic_index_in_dim(l, start + k, keepdims=False), tree)
+                return jax.tree_util.tree_map(lambda l: jax.lax.dynamic_index_in_dim(l, first + k, keepdims=False),
+                                              tree)
 
             def put(tree, new):
-                return jax.tree_util.tree_map(lambda l, n: jax.lax.dynamic_update_slice_in_dim(l, n, start, 0), tree, new)
+                return jax.tree_util.tree_map(lambda l, n: jax.lax.dynamic_update_slice_in_dim(l, n, first, 0),
+                                              tree, new)
 
             outs = [step(take(params, k), take(opt_state, k), x_all, y_all, idx[k]) for k in range(idx.shape[0])]
             return (put(params, _stack([o[0] for o in outs])), put(opt_state, _stack([o[1] for o in outs])),
                     jnp.stack([o[2] for o in outs]))
 
-        self._fn = jax.jit(members_step, donate_argnums=(0, 1))
+        self._fn = jax.jit(group_step, donate_argnums=(0, 1))
 
-    def __call__(self, params, opt_state, x, y, idx: np.ndarray):
-        """``idx: (M, steps, B)`` → new stacked params, opt_state and losses ``(M, steps)``."""
+    def __call__(self, state: TrainState, x, y, idx: np.ndarray, unroll: int):
+        """``idx: (M, steps, B)`` → new state, losses ``(M, steps)`` on the device, None (checked on the host)."""
+        params, opt_state = state
         M, steps = idx.shape[:2]
-        params, opt_state = jax.tree_util.tree_map(jnp.copy, (params, opt_state))  # ours to donate
-        if self.strategy == "vmap":
-            losses = []
-            for s in range(steps):
-                params, opt_state, loss = self._fn(params, opt_state, x, y, jnp.asarray(idx[:, s]))
-                losses.append(loss)
-            return params, opt_state, jnp.stack(losses, 1)
-        # loop: member after member (c = 1); unrolled: chunk after chunk, each chunk's steps in one program
         out = []
-        for start in range(0, M, self.chunk):
-            stop = min(start + self.chunk, M)
-            ls = []
+        for first in range(0, M, unroll):
+            stop = min(first + unroll, M)
+            group_losses = []
             for s in range(steps):
-                params, opt_state, loss = self._fn(params, opt_state, x, y, idx[start:stop, s], np.int32(start))
-                ls.append(loss)
-            out.append(jnp.stack(ls, 1))
-        return params, opt_state, jnp.concatenate(out)
+                params, opt_state, loss = self._fn(params, opt_state, x, y, idx[first:stop, s], np.int32(first))
+                group_losses.append(loss)
+            out.append(jnp.stack(group_losses, 1))
+        return TrainState(params, opt_state), jnp.concatenate(out), None
+
+
+def _hashable(*items) -> bool:
+    try:
+        hash(items)
+        return True
+    except TypeError:
+        return False
+
+
+_CACHE: dict = {}
+_CACHE_SIZE = 32
+
+
+def _cached(key: tuple, build: Callable):
+    """One compiled object per key (so repeated calls and chunks reuse compilations); FIFO-bounded."""
+    if not _hashable(key):
+        return build()
+    if key not in _CACHE:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = build()
+    return _CACHE[key]
+
+
+def _core(module, tx, loss, group, act_y) -> EnsembleCore:
+    return _cached(("core", module, tx, loss, group, act_y), lambda: ensemble_core(module, tx, loss, group, act_y))
+
+
+def _runner(core: EnsembleCore, strategy: str, mesh: Mesh | None, scan: bool):
+    if strategy == "vmap":
+        return _cached(("vmap", core, mesh, scan), lambda: _VmapRunner(core, mesh, scan))
+    return _cached(("loop", core), lambda: _MemberLoopRunner(core))
+
+
+def _stack(trees: Sequence[Any]) -> Any:
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def _unstack(tree: Any, num: int) -> list[Any]:
+    return [jax.tree_util.tree_map(lambda leaf: leaf[m], tree) for m in range(num)]
+
+
+# ------------------------------------------------------------------------------- placement on devices
+
+def _resolve(config: TrainConfig) -> str:
+    """The strategy of ``config`` on this machine (``scan=True`` makes ``auto`` mean ``vmap``)."""
+    return "vmap" if config.scan and config.strategy == "auto" else resolve_strategy(config.strategy)
+
+
+class _Plan(NamedTuple):
+    strategy: str
+    mesh: Mesh | None   # members split over its devices (None: one device)
+    scan: bool
+
+
+def _plan(config: TrainConfig, mesh: Mesh | None = None) -> _Plan:
+    """Strategy, mesh and scan for ``config`` on this machine (several devices: members sharded)."""
+    strategy = _resolve(config)
+    if config.scan and strategy != "vmap":
+        raise ValueError(f"scan=True needs the 'vmap' strategy, got {strategy!r}")
+    devices = mesh.size if mesh is not None else jax.device_count()
+    if strategy != "vmap":
+        if devices > 1:
+            warnings.warn(f"strategy {strategy!r} runs every member on one device, not split over the {devices} "
+                          f"devices: use strategy='vmap' (or 'auto') to shard the members", stacklevel=3)
+        mesh = None
+    elif mesh is None and devices > 1:
+        mesh = member_mesh()
+    scan = config.scan if config.scan is not None else (strategy == "vmap" and jax.default_backend() != "cpu")
+    return _Plan(strategy, mesh, bool(scan))
+
+
+def place_data(x, y, mesh: Mesh | None):
+    """``x: (n, ...)``, ``y: (n, ...)`` on the device — one full copy per device of ``mesh`` (None: the default one)."""
+    if mesh is None:
+        return jnp.asarray(x), jnp.asarray(y)
+    return jax.device_put((x, y), replicated(mesh))
+
+
+def shard_members(core: EnsembleCore, state: TrainState, member_ids: Sequence[int], seed: int, example,
+                  mesh: Mesh) -> tuple[TrainState, tuple[int, ...]]:
+    """``state`` (leaves ``(M, ...)``) padded and split over ``mesh`` → (state ``(M′, ...)``, the M′ member ids).
+
+    M′ is M rounded up to a multiple of the mesh size; the padding members ``max(member_ids) + 1, …``
+    are initialised by ``core.init`` from ``(seed, m)`` inside the one program that lays the state
+    out (``out_shardings``), so no member is gathered on one device.
+    """
+    member_ids = tuple(member_ids)
+    slots = padded_count(len(member_ids), mesh.size)
+    padding = padding_member_ids(member_ids, slots)
+    layout = member_sharding(mesh)
+    if not padding:
+        return jax.device_put(state, layout), member_ids
+
+    def pad(state, keys, example):
+        extra = core.init(keys, example)
+        return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), state, extra)
+
+    fn = _cached(("pad", core, mesh), lambda: jax.jit(pad, out_shardings=layout))
+    return fn(state, member_keys(seed, padding), jnp.asarray(example)), member_ids + padding
+
+
+def _example(x) -> jax.Array:
+    """The first sample ``(1, ...)`` of ``x``, moved to the device alone."""
+    return jnp.asarray(x[:1] if hasattr(x, "shape") else np.asarray(x)[:1])
+
+
+def _member_ids(num_members: int | None, member_ids: Sequence[int] | None) -> tuple[int, ...]:
+    if member_ids is None:
+        if isinstance(num_members, bool) or not isinstance(num_members, (int, np.integer)) or num_members < 1:
+            raise ValueError(f"num_members must be a positive integer, got {num_members!r}")
+        return tuple(range(int(num_members)))
+    ids = tuple(int(m) for m in member_ids)
+    if not ids or min(ids) < 0 or len(set(ids)) != len(ids):
+        raise ValueError(f"member_ids must be distinct non-negative integers (at least one), got {list(ids)}")
+    return ids
+
+
+# ------------------------------------------------------------------------------------------ the driver
+
+def init_ensemble(module: nn.Module, example_x, num_members: int | None = None, seed: int = 0,
+                  config: TrainConfig = TrainConfig(), member_ids: Sequence[int] | None = None) -> EnsembleState:
+    """Initialise members ``0 … num_members-1`` (or the given ``member_ids``); ``example_x: (n, ...)``.
+
+    The optimiser state is ``config``'s (train with the same config: a mismatch is an error). With
+    several devices and the ``vmap`` strategy, an M divisible by the device count is initialised
+    directly split over the devices.
+    """
+    ids = _member_ids(num_members, member_ids)
+    core = _core(module, make_optimizer(config), "mse", None, None)
+    sharded = (_resolve(config) == "vmap" and jax.device_count() > 1 and len(ids) % jax.device_count() == 0)
+    kw = dict(out_shardings=member_sharding(member_mesh())) if sharded else {}
+    init = _cached(("init", core, sharded), lambda: jax.jit(core.init, **kw))
+    state = init(member_keys(seed, ids), _example(example_x))
+    return EnsembleState(state.params, state.opt_state, ids, 0)
 
 
 def train_ensemble(module: nn.Module, state: EnsembleState, x, y, config: TrainConfig, seed: int = 0,
                    group: FiniteGroup | None = None, act_y: ActFn | None = None,
                    on_epoch_end: Callable[[int, Any], dict] | None = None,
                    checkpoint: str | Path | None = None, checkpoint_every: int = 1,
-                   progress: bool = True) -> tuple[EnsembleState, dict]:
+                   progress: bool = True, *, mesh: Mesh | None = None) -> tuple[EnsembleState, dict]:
     """Train every member for ``config.epochs`` epochs on ``(x: (n, ...), y: (n, ...))``.
 
     ``group``: full augmentation (each minibatch expanded to its orbit). ``on_epoch_end(epoch,
     params)`` is called at epoch 0 (initialisation) and after every epoch; its dict of numbers or
     arrays is stacked into the history. ``checkpoint``: a file where the state and history are saved
     atomically every ``checkpoint_every`` epochs and after the last; an interrupted call with the
-    same file resumes after the last saved epoch. Returns the new state and
-    ``history = {"loss": (epochs, M), "epoch": …, **metrics}``. Raises FloatingPointError naming member, epoch and step when a loss is not finite.
+    same file resumes after the last saved epoch. ``mesh``: devices to split the members over
+    (default: all devices when there are several and the strategy is ``vmap``; M is padded to a
+    multiple of their number and the padding members dropped). Returns the new state and ``history =
+    {"loss": (epochs, M), "epoch": …, **metrics}``. Raises FloatingPointError naming member, epoch
+    and step when a loss is not finite, ValueError when ``state.opt_state`` is not the state of
+    ``config``'s optimiser.
     """
-    x, y = jnp.asarray(x), jnp.asarray(y)
+    x, y = (v if isinstance(v, (np.ndarray, jax.Array)) else np.asarray(v) for v in (x, y))
     check_same_length(x, y)
-    if config.loss == "cross_entropy" and (y.ndim != 1 or not jnp.issubdtype(y.dtype, jnp.integer)):
-        raise ValueError(f"cross_entropy needs integer labels of shape (n,), got {y.dtype} {tuple(y.shape)}")
-    if config.batch_size is not None and config.batch_size > x.shape[0]:
-        raise ValueError(f"batch_size {config.batch_size} exceeds the {x.shape[0]} training samples")
-    M = len(state.member_ids)
+    if config.loss == "cross_entropy" and (np.ndim(y) != 1 or not jnp.issubdtype(y.dtype, jnp.integer)):
+        raise ValueError(f"cross_entropy needs integer labels of shape (n,), got {y.dtype} {tuple(np.shape(y))}")
+    n = x.shape[0]
+    if config.batch_size is not None and config.batch_size > n:
+        raise ValueError(f"batch_size {config.batch_size} exceeds the {n} training samples")
+    ids = _member_ids(None, state.member_ids)
+    M = len(ids)
+    tx = make_optimizer(config)
+    check_optimizer_state(tx, state.params, state.opt_state)
+    plan = _plan(config, mesh)
+    core = _core(module, tx, config.loss, group, act_y)
+    runner = _runner(core, plan.strategy, plan.mesh, plan.scan)
+    unroll = 1 if plan.strategy == "loop" else max(1, min(config.unroll, M))
+
     history: dict[str, list] = {"loss": [], "epoch": []}
     if checkpoint is not None and Path(checkpoint).exists():
         state, history = _load_checkpoint(checkpoint, state)
     elif on_epoch_end is not None:
         _record(history, on_epoch_end(state.epoch, state.params), state.epoch, None)
-    runner = _Epoch(module, config, _augment_fn(group, act_y), M)
-    params, opt_state = state.params, state.opt_state
-    if runner.strategy == "vmap" and jax.device_count() > 1 and M % jax.device_count() == 0:
-        params, opt_state = _shard_members(params), _shard_members(opt_state)
-    bar = tqdm(range(state.epoch, config.epochs), desc=f"training {M} member(s) [{runner.strategy}]",
+    x, y = place_data(x, y, plan.mesh)
+    work, slot_ids = TrainState(state.params, state.opt_state), ids
+    shared = True  # `work` may alias arrays the caller holds: copy before the next program donates them
+    if plan.mesh is not None:
+        work, slot_ids = shard_members(core, work, ids, seed, _example(x), plan.mesh)
+        shared = len(slot_ids) == M
+
+    where = f"{plan.strategy}" + (f", {plan.mesh.size} devices" if plan.mesh is not None else "")
+    bar = tqdm(range(state.epoch, config.epochs), desc=f"training {M} member(s) [{where}]",
                unit="epoch", disable=not progress, initial=state.epoch, total=config.epochs)
     for epoch in bar:
-        idx = np.stack([batch_indices(seed, m, epoch, x.shape[0], config.batch_size) for m in state.member_ids])
-        params, opt_state, losses = runner(params, opt_state, x, y, idx)
-        losses = np.asarray(losses)
-        _check_finite(losses, state.member_ids, epoch)
-        state = EnsembleState(params, opt_state, state.member_ids, epoch + 1)
-        metrics = on_epoch_end(epoch + 1, params) if on_epoch_end is not None else None
+        idx = np.stack([batch_indices(seed, m, epoch, n, config.batch_size) for m in slot_ids])
+        if shared:
+            work = jax.tree_util.tree_map(jnp.copy, work)
+        work, losses, finite = runner(work, x, y, idx, unroll)
+        losses, finite = jax.device_get((losses, finite))  # the one host sync of the epoch
+        losses = np.asarray(losses)[:M]
+        if finite is None or not finite:
+            _check_finite(losses, ids, epoch)
+        real = _first_members(work, M)
+        state = EnsembleState(real.params, real.opt_state, ids, epoch + 1)
+        metrics = on_epoch_end(epoch + 1, real.params) if on_epoch_end is not None else None
+        shared = on_epoch_end is not None and len(slot_ids) == M
         _record(history, metrics, epoch + 1, losses.mean(1))
         bar.set_postfix(loss=f"{losses[:, -1].mean():.4g}")
         if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.epochs):
             _save_checkpoint(checkpoint, state, history)
     return state, {k: np.asarray(v) for k, v in history.items()}
+
+
+def _first_members(state: TrainState, M: int) -> TrainState:
+    """The first M slots (drops padding members; no copy when there are none)."""
+    if jax.tree_util.tree_leaves(state)[0].shape[0] == M:
+        return state
+    return jax.tree_util.tree_map(lambda leaf: leaf[:M], state)
 
 
 def _record(history: dict, metrics: dict | None, epoch: int, loss) -> None:
@@ -254,19 +558,13 @@ def _record(history: dict, metrics: dict | None, epoch: int, loss) -> None:
 
 
 def _check_finite(losses: np.ndarray, member_ids: Sequence[int], epoch: int) -> None:
+    """``losses: (M, steps)`` of epoch ``epoch`` (0-based); raise naming the first member and step that failed."""
     bad = np.argwhere(~np.isfinite(losses))
     if len(bad):
         m, s = bad[0]
         raise FloatingPointError(
             f"non-finite training loss ({losses[m, s]}) for member {member_ids[m]} in epoch {epoch + 1}, "
             f"step {s + 1}: lower the learning rate or check the data for NaN/inf")
-
-
-def _shard_members(tree):
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-    mesh = Mesh(np.array(jax.devices()), ("members",))
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("members")))
 
 
 def _save_checkpoint(path, state: EnsembleState, history: dict) -> None:
@@ -306,33 +604,39 @@ def train_in_chunks(module: nn.Module, x, y, config: TrainConfig, num_members: i
     ``Run.checkpoint_path``) every chunk has its own checkpoint, ``checkpoint(name)`` for a single
     chunk and ``checkpoint(f"{name}_members{first}-{last}")`` otherwise, so an interrupted run loses
     at most the chunk in progress. Member m gets the same parameters whatever the chunking. Yields
-    ``(state, history)`` chunk by chunk; ``train_kwargs`` (``group``, ``on_epoch_end``, ``progress``
-    …) go to :func:`train_ensemble`.
+    ``(state, history)`` chunk by chunk; ``train_kwargs`` (``group``, ``on_epoch_end``, ``progress``,
+    ``mesh`` …) go to :func:`train_ensemble`. The data go to the device(s) once, and every chunk
+    reuses the compiled programs of the first.
     """
     if num_members < 1 or (chunk is not None and chunk < 1):
         raise ValueError(f"need num_members ≥ 1 and chunk ≥ 1 (or None), got {num_members} and {chunk}")
     chunk = min(chunk or num_members, num_members)
-    for start in range(0, num_members, chunk):
-        ids = range(start, min(start + chunk, num_members))
+    check_same_length(x, y)
+    plan = _plan(config, train_kwargs.get("mesh"))
+    x_dev, y_dev = place_data(x, y, plan.mesh)
+    for first in range(0, num_members, chunk):
+        ids = range(first, min(first + chunk, num_members))
         state = init_ensemble(module, x, seed=seed, config=config, member_ids=ids)
         path = None
         if checkpoint is not None:
             path = checkpoint(name if chunk == num_members else f"{name}_members{ids[0]}-{ids[-1]}")
-        yield train_ensemble(module, state, x, y, config, seed=seed, checkpoint=path, **train_kwargs)
+        yield train_ensemble(module, state, x_dev, y_dev, config, seed=seed, checkpoint=path, **train_kwargs)
 
 
 def ensemble_apply(module: nn.Module, params, x, batch_size: int = 2048, strategy: str = "auto") -> jnp.ndarray:
-    """Outputs of every member: stacked ``params`` (M, ...), ``x: (n, ...)`` → ``(M, n, d)``."""
+    """Outputs of every member: stacked ``params`` (M, ...), ``x: (n, ...)`` → ``(M, n, d)``.
+
+    ``batch_size``: samples per compiled call (bounds activation memory).
+    """
     x = jnp.asarray(x)
     M = jax.tree_util.tree_leaves(params)[0].shape[0]
-    apply = _compiled_apply(module, resolve_strategy(strategy) == "vmap")
+    vmapped = resolve_strategy(strategy) == "vmap"
+    apply = _compiled_apply(module, vmapped)
+    members = None if vmapped else _unstack(params, M)
     outs = []
-    for start in range(0, x.shape[0], batch_size):
-        xb = x[start:start + batch_size]
-        if resolve_strategy(strategy) == "vmap":
-            outs.append(apply(params, xb))
-        else:
-            outs.append(jnp.stack([apply(p, xb) for p in _unstack(params, M)]))
+    for first in range(0, x.shape[0], batch_size):
+        xb = x[first:first + batch_size]
+        outs.append(apply(params, xb) if vmapped else jnp.stack([apply(p, xb) for p in members]))
     return jnp.concatenate(outs, axis=1)
 
 

@@ -1,21 +1,29 @@
 """eqlib.ensemble: members are pure functions of (seed, m) whatever the strategy; training, checks, resume."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from eqlib.augment import augment_full_orbit
 from eqlib.ensemble import (
+    Batch,
     EnsembleState,
     TrainConfig,
     batch_indices,
     ensemble_apply,
+    ensemble_core,
     init_ensemble,
     loss_value,
+    make_optimizer,
+    member_keys,
     member_params,
     resolve_strategy,
+    scan_epoch,
     train_ensemble,
     train_in_chunks,
 )
@@ -50,8 +58,8 @@ def test_strategies_give_the_same_members_as_training_alone():
     base = dict(learning_rate=0.05, momentum=0.9, epochs=2, batch_size=3)  # minibatches: order matters
     alone = [train(TrainConfig(strategy="loop", **base), x, y, member_ids=[m])[0].params for m in range(3)]
     assert max_diff(alone[0], alone[1]) > 1e-2  # members differ
-    for strategy, chunk in (("loop", 8), ("unrolled", 2), ("vmap", 8)):
-        state, history = train(TrainConfig(strategy=strategy, chunk=chunk, **base), x, y)
+    for strategy, unroll in (("loop", 8), ("unrolled", 2), ("vmap", 8)):
+        state, history = train(TrainConfig(strategy=strategy, unroll=unroll, **base), x, y)
         assert state.member_ids == (0, 1, 2) and state.epoch == 2
         assert history["loss"].shape == (2, 3)
         for m in range(3):
@@ -85,9 +93,12 @@ def test_train_in_chunks_gives_the_members_of_one_call_with_a_checkpoint_per_chu
 
 
 def test_resolve_strategy():
-    assert resolve_strategy("auto") == ("unrolled" if jax.default_backend() == "cpu" else "vmap")
+    one_cpu = jax.default_backend() == "cpu" and jax.device_count() == 1
+    assert resolve_strategy("auto") == ("unrolled" if one_cpu else "vmap")
     for s in ("vmap", "unrolled", "loop"):
         assert resolve_strategy(s) == s
+    with pytest.raises(ValueError, match="pmap"):
+        resolve_strategy("pmap")
 
 
 @pytest.mark.parametrize("strategy", ["loop", "unrolled", "vmap"])
@@ -102,6 +113,7 @@ def test_training_leaves_the_callers_state_usable(strategy):
     train_ensemble(NET, init, x, y, config, seed=1, progress=False, on_epoch_end=lambda e, p: seen.append(p) or {})
     assert max_diff(init.params, before) == 0.0  # raises "Array has been deleted" if the buffers were donated
     assert max_diff(seen[0], before) == 0.0
+    jax.tree_util.tree_map(np.asarray, seen)  # every epoch's params handed to the callback are still alive
     again, _ = train_ensemble(NET, init, x, y, config, seed=1, progress=False)  # a second run from the same init
     assert again.epoch == 2
 
@@ -195,20 +207,98 @@ def test_batch_size_larger_than_data():
 
 @pytest.mark.parametrize("kwargs", [
     dict(loss="hinge"), dict(optimizer="rmsprop"), dict(strategy="pmap"), dict(learning_rate=0.0),
-    dict(learning_rate=-1.0), dict(learning_rate=float("nan")), dict(epochs=-1), dict(chunk=0),
-    dict(batch_size=0),
+    dict(learning_rate=-1.0), dict(learning_rate=float("nan")), dict(epochs=-1), dict(unroll=0),
+    dict(batch_size=0), dict(optimizer=optax.adam), dict(strategy="loop", scan=True),
 ], ids=lambda kw: next(iter(kw)) + "=" + str(next(iter(kw.values()))))
 def test_train_config_rejects_invalid_values(kwargs):
     with pytest.raises(ValueError):
         TrainConfig(**kwargs)
 
 
+def test_chunk_is_a_deprecated_name_of_unroll():
+    with pytest.warns(DeprecationWarning, match="unroll"):
+        config = TrainConfig(chunk=3)
+    assert config.unroll == 3 and config == TrainConfig(unroll=3)
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError):
+        TrainConfig(chunk=0)
+
+
 def test_init_ensemble_needs_members():
     x, _ = data()
-    with pytest.raises(ValueError):
-        init_ensemble(NET, x, 0)
-    with pytest.raises(ValueError):
-        init_ensemble(NET, x)
+    for bad in (0, -2, 2.5, None, True):
+        with pytest.raises(ValueError, match="num_members"):
+            init_ensemble(NET, x, bad)
+    for ids in ([], [1, 1], [-1, 2]):
+        with pytest.raises(ValueError, match="member_ids"):
+            init_ensemble(NET, x, member_ids=ids)
+
+
+# ------------------------------------------------------------------------------ the optimiser
+
+def test_an_injected_optax_transformation_equals_its_named_twin():
+    x, y = data()
+    named = TrainConfig(optimizer="adam", learning_rate=0.01, epochs=2, batch_size=4, strategy="unrolled")
+    injected = TrainConfig(optimizer=optax.adam(0.01), epochs=2, batch_size=4, strategy="unrolled")
+    a, ha = train(named, x, y)
+    b, hb = train(injected, x, y)
+    assert max_diff(a.params, b.params) == 0.0
+    np.testing.assert_array_equal(ha["loss"], hb["loss"])
+    assert make_optimizer(injected) is injected.optimizer
+    assert make_optimizer(named) is make_optimizer(TrainConfig(optimizer="adam", learning_rate=0.01, epochs=7))
+    clipped = TrainConfig(optimizer=optax.chain(optax.clip_by_global_norm(1e-3), optax.sgd(0.1)), epochs=1)
+    c, _ = train(clipped, x, y)
+    free, _ = train(TrainConfig(learning_rate=0.1, epochs=1), x, y)
+    init = init_ensemble(NET, x, 3, seed=1)
+    assert max_diff(c.params, init.params) <= 0.1 * 1e-3 + 1e-7 < max_diff(free.params, init.params)
+
+
+def test_an_optimiser_state_of_another_optimiser_is_an_error():
+    x, y = data()
+    state = init_ensemble(NET, x, 2, seed=1, config=TrainConfig())  # plain SGD: no optimiser state
+    for other in (TrainConfig(optimizer="adam", learning_rate=0.01), TrainConfig(momentum=0.9)):
+        with pytest.raises(ValueError, match="optimiser state"):
+            train_ensemble(NET, state, x, y, other, progress=False)
+    train_ensemble(NET, state, x, y, TrainConfig(learning_rate=0.3), progress=False)  # same state: fine
+
+
+# ------------------------------------------------------------------------------ the core
+
+def test_the_core_is_the_engine():
+    """init_ensemble is the core's vmapped init; one vmap epoch of full-batch GD is one core step."""
+    x, y = data()
+    config = TrainConfig(optimizer="adam", learning_rate=0.01, epochs=1, strategy="vmap")
+    core = ensemble_core(NET, make_optimizer(config), "mse")
+    keys = member_keys(1, [0, 1, 2])
+    state = jax.jit(core.init)(keys, jnp.asarray(x[:1]))
+    ens = init_ensemble(NET, x, 3, seed=1, config=config)
+    assert max_diff(state, (ens.params, ens.opt_state)) == 0.0
+    stepped, loss = jax.jit(core.step)(state, Batch(jnp.asarray(x), jnp.asarray(y), jnp.tile(jnp.arange(8), (3, 1))))
+    trained, history = train_ensemble(NET, ens, x, y, config, seed=1, progress=False)
+    assert loss.shape == (3,)
+    assert max_diff(stepped.params, trained.params) == 0.0
+    np.testing.assert_array_equal(np.asarray(loss), history["loss"][0])
+    with pytest.raises(TypeError, match="GradientTransformation"):
+        ensemble_core(NET, "adam")
+
+
+def test_scan_epoch_equals_steps_from_python_and_checks_on_the_device():
+    x, y = data()
+    base = dict(learning_rate=0.05, momentum=0.9, epochs=2, batch_size=3, strategy="vmap")
+    stepped, hs = train(TrainConfig(scan=False, **base), x, y)
+    scanned, hc = train(TrainConfig(scan=True, **base), x, y)
+    assert max_diff(stepped.params, scanned.params) <= 1e-6
+    np.testing.assert_allclose(hs["loss"], hc["loss"], rtol=1e-6)
+    core = ensemble_core(NET, make_optimizer(TrainConfig(**base)))
+    state = core.init(member_keys(1, [0, 1]), jnp.asarray(x[:1]))
+    idx = np.stack([batch_indices(1, m, 0, 8, 3) for m in range(2)])  # (2 members, 2 steps, 3)
+    x_nan = x.copy()
+    x_nan[3] = np.nan  # seed 1: only in member 1's second minibatch of epoch 1
+    assert 3 in idx[1, 1] and 3 not in idx[0] and 3 not in idx[1, 0]
+    _, losses, finite = scan_epoch(core)(state, jnp.asarray(x_nan), jnp.asarray(y), jnp.asarray(idx))
+    assert losses.shape == (2, 2) and not bool(finite)
+    np.testing.assert_array_equal(np.isfinite(losses), [[True, True], [True, False]])
+    with pytest.raises(FloatingPointError, match=r"member 1 in epoch 1, step 2"):
+        train(TrainConfig(scan=True, **base), x_nan, y, members=2, seed=1)
 
 
 # ------------------------------------------------------------------------------ callbacks, checkpoints
@@ -275,3 +365,68 @@ def test_ensemble_apply_matches_members(strategy):
     for m in range(3):
         np.testing.assert_allclose(out[m], NET.apply(slot(state.params, m), x), rtol=1e-6, atol=1e-6)
     assert float(jnp.abs(out[0] - out[1]).max()) > 1e-3
+
+
+# ------------------------------------------------------------------------------ bit-identity with a stored reference
+# tests/data/ensemble_reference.npz (12 kB) was written by the engine before its rewrite into a core and a
+# driver (commit c41cef5, TrainConfig's `unroll` then called `chunk`), on the 2-core CPU VM with jax 0.5.3:
+# `python tests/test_ensemble.py` rewrites it — only do that on purpose, with the engine it should pin.
+
+REFERENCE = Path(__file__).parent / "data" / "ensemble_reference.npz"
+REFERENCE_STRATEGIES = (("loop", 8), ("unrolled", 2), ("vmap", 8))
+
+
+def reference_cases():
+    """(name, net, x, y, group, TrainConfig kwargs): an MLP (MSE, Z2) and a CNN (cross-entropy, C4)."""
+    from eqlib.groups import CyclicRotations
+    from eqlib.models import cnn
+
+    rng = np.random.default_rng(7)
+    xv, yv = rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=(8, 1)).astype(np.float32)
+    xi, yi = rng.normal(size=(8, 4, 4, 1)).astype(np.float32), rng.integers(0, 2, 8)
+    nets = {"mlp": (NET, xv, yv, SpinFlip(), "mse"), "cnn": (cnn([2, 3], 2).flax(), xi, yi, CyclicRotations(4),
+                                                            "cross_entropy")}
+    optimisers = {"sgd": dict(optimizer="sgd", learning_rate=0.05, momentum=0.9),
+                  "adam": dict(optimizer="adam", learning_rate=0.01)}
+    for net_name, opt_name, aug in (("mlp", "sgd", False), ("mlp", "adam", True), ("cnn", "sgd", True),
+                                    ("cnn", "adam", False)):
+        net, x, y, group, loss = nets[net_name]
+        name = f"{net_name}_{opt_name}_{'aug' if aug else 'plain'}"
+        yield name, net, x, y, group if aug else None, optimisers[opt_name] | dict(loss=loss, epochs=3, batch_size=4)
+
+
+def run_reference_case(net, x, y, group, strategy: str, unroll: int, **config_kwargs):
+    """3 members (seed 3), 3 epochs of 2 steps, trained with the public API → (params leaves, losses (3, 3))."""
+    config = TrainConfig(strategy=strategy, unroll=unroll, **config_kwargs)
+    state = init_ensemble(net, x, 3, seed=3, config=config)
+    state, history = train_ensemble(net, state, x, y, config, seed=3, group=group, progress=False)
+    return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(state.params)], history["loss"]
+
+
+def write_reference(path: Path = REFERENCE) -> None:
+    arrays = {}
+    for name, net, x, y, group, kwargs in reference_cases():
+        for strategy, unroll in REFERENCE_STRATEGIES:
+            leaves, loss = run_reference_case(net, x, y, group, strategy, unroll, **kwargs)
+            arrays[f"{name}/{strategy}"] = np.concatenate([leaf.ravel() for leaf in leaves] + [loss.ravel()])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+
+
+@pytest.mark.parametrize("strategy,unroll", REFERENCE_STRATEGIES, ids=[s for s, _ in REFERENCE_STRATEGIES])
+def test_members_are_bit_identical_to_the_stored_reference(strategy, unroll):
+    """Every strategy reproduces, bit for bit, the members and losses the engine gave before its rewrite."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("the reference was computed on the CPU")
+    ref = np.load(REFERENCE)
+    for name, net, x, y, group, kwargs in reference_cases():
+        leaves, loss = run_reference_case(net, x, y, group, strategy, unroll, **kwargs)
+        key = f"{name}/{strategy}"
+        got = np.concatenate([leaf.ravel() for leaf in leaves] + [loss.ravel()])
+        assert got.shape == ref[key].shape and got.dtype == ref[key].dtype, key
+        assert np.array_equal(got, ref[key]), (key, np.flatnonzero(got != ref[key])[:10])
+
+
+if __name__ == "__main__":
+    write_reference()
+    print(f"wrote {REFERENCE} ({REFERENCE.stat().st_size} bytes)")
