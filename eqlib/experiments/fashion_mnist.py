@@ -75,7 +75,9 @@ EVAL_SETS = ("test", "mnist", "noise")
 #: Training modes: no augmentation (the control) or full augmentation over C_k.
 AUGMENTATIONS = ("none", "C4", "C8", "C16")
 
-#: The paper's numbers for FashionMNIST (Gerken & Kessel 2024), for the side-by-side table.
+#: The authors' FashionMNIST figures, for the side-by-side table. NOT from the ICML paper's text:
+#: all come from the authors' replies in the public OpenReview discussion of the earlier ICLR 2024
+#: submission of this work; the steerable-CNN comparison was left out of the final paper.
 PAPER = {
     "ensemble_accuracy": 0.929,          # 100 members × ~120k parameters, validation accuracy
     "ensemble_members": 100,
