@@ -15,6 +15,9 @@ from eqlib.runner import (
     list_experiments,
     parse_override,
     run_experiment,
+    STORED_PRESETS,
+    store_run,
+    stored_results,
 )
 
 
@@ -29,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run an experiment (resumes an interrupted run)")
     run.add_argument("name")
-    run.add_argument("--preset", default=None, help="quick | full (default: $EQLIB_PRESET or quick)")
+    run.add_argument("--preset", default=None,
+                     help="quick | reference | full (default: $EQLIB_PRESET or quick)")
     run.add_argument("--results", default=None, help="results root (default: $EQLIB_RESULTS or ./results)")
     run.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -37,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--fresh", action="store_true", help="ignore cached steps and recompute")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    run.add_argument("--store", action="store_true",
+                     help="copy the finished run into results/reference/<name>/<preset>/ (reference "
+                          "and full presets, unmodified, from a clean checkout) for the book to load")
 
     show = sub.add_parser("show", help="print the summary of the newest finished run")
     show.add_argument("name")
@@ -71,7 +78,7 @@ def _resolve_run(args: argparse.Namespace) -> tuple[str, dict]:
     return preset, overrides
 
 
-def _cmd_run(args: argparse.Namespace, preset: str, overrides: dict) -> int:
+def _cmd_run(args: argparse.Namespace, preset: str, overrides: dict, command: str) -> int:
     path = run_experiment(
         args.name, preset, args.results, fresh=args.fresh, verbose=not args.quiet, **overrides
     )
@@ -79,12 +86,21 @@ def _cmd_run(args: argparse.Namespace, preset: str, overrides: dict) -> int:
         summary = json.load(f)["summary"]
     print(json.dumps(summary, indent=2))
     print(path)
+    if args.store:
+        print(f"stored: {store_run(path, command)}")
     return 0
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    _, meta = latest_results(args.name, args.preset, args.results,
-                             allow_modified=args.modified)
+    try:
+        _, meta = latest_results(args.name, args.preset, args.results,
+                                 allow_modified=args.modified)
+    except FileNotFoundError:
+        preset = preset_name(args.preset, valid=tuple(get_experiment(args.name).presets))
+        if preset == "quick":
+            raise
+        _, meta = stored_results(args.name, preset)  # the run stored in git
+        print(f"# stored run: {meta['stored']['command']}")
     if args.all:  # the whole results.json; "modified" lists any fields that differ
         print(json.dumps(to_jsonable(meta), indent=2))
         return 0
@@ -111,10 +127,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "show":
             return _cmd_show(args)
         preset, overrides = _resolve_run(args)
+        if args.store and (overrides or preset not in STORED_PRESETS):
+            raise ValueError(f"--store takes an unmodified run of a preset in {STORED_PRESETS}, "
+                             f"got preset {preset!r}" + (" with --set" if overrides else ""))
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    return _cmd_run(args, preset, overrides)  # errors inside the experiment keep their traceback
+    command = " ".join(["python -m eqlib", *(argv if argv is not None else sys.argv[1:])])
+    return _cmd_run(args, preset, overrides, command)  # errors inside the experiment keep their traceback
 
 if __name__ == "__main__":
     sys.exit(main())

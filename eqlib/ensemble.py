@@ -487,7 +487,9 @@ def train_ensemble(module: nn.Module, state: EnsembleState, x, y, config: TrainC
     same file resumes after the last saved epoch. ``mesh``: devices to split the members over
     (default: all devices when there are several and the strategy is ``vmap``; M is padded to a
     multiple of their number and the padding members dropped). Returns the new state and ``history =
-    {"loss": (epochs, M), "epoch": …, **metrics}``. Raises FloatingPointError naming member, epoch
+    {"loss": (epochs, M), "epoch": …, "first_epoch_step_loss": (M, steps), **metrics}`` — the loss
+    of every step of the first epoch is kept so that a stored run can be checked against the code
+    (:func:`replay_steps`). Raises FloatingPointError naming member, epoch
     and step when a loss is not finite, ValueError when ``state.opt_state`` is not the state of
     ``config``'s optimiser.
     """
@@ -536,10 +538,42 @@ def train_ensemble(module: nn.Module, state: EnsembleState, x, y, config: TrainC
         metrics = on_epoch_end(epoch + 1, real.params) if on_epoch_end is not None else None
         shared = on_epoch_end is not None and len(slot_ids) == M
         _record(history, metrics, epoch + 1, losses.mean(1))
+        if epoch == 0:  # every step of epoch 1: what a stored run's replay test recomputes
+            history["first_epoch_step_loss"] = losses
         bar.set_postfix(loss=f"{losses[:, -1].mean():.4g}")
         if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.epochs):
             _save_checkpoint(checkpoint, state, history)
     return state, {k: np.asarray(v) for k, v in history.items()}
+
+
+def replay_steps(module: nn.Module, x, y, config: TrainConfig, seed: int = 0, member: int = 0,
+                 steps: int = 10, group: FiniteGroup | None = None,
+                 act_y: ActFn | None = None) -> np.ndarray:
+    """Recompute the first ``steps`` step losses of member ``member`` alone: ``(steps,)``.
+
+    The member is initialised from ``(seed, member)`` and trained on the same minibatches
+    (:func:`batch_indices`, epoch 0) with the same optimiser, loss and augmentation as
+    :func:`train_ensemble`, one step at a time, so its losses equal ``history[
+    "first_epoch_step_loss"][slot, :steps]`` of any run that trained that member (to float
+    tolerance: a different strategy may sum in another order). Used to prove that a stored run
+    still matches the code that claims it.
+    """
+    x, y = (np.asarray(v) for v in (x, y))
+    check_same_length(x, y)
+    idx = batch_indices(seed, member, 0, x.shape[0], config.batch_size)
+    if not 1 <= steps <= len(idx):
+        raise ValueError(f"steps must be in 1..{len(idx)} (the steps of one epoch), got {steps}")
+    state = init_ensemble(module, x, seed=seed, config=config, member_ids=(member,))
+    core = _core(module, make_optimizer(config), config.loss, group, act_y)
+    step = _cached(("replay", core), lambda: jax.jit(core.member_step))
+    params, opt_state = (jax.tree_util.tree_map(lambda leaf: leaf[0], t)
+                         for t in (state.params, state.opt_state))
+    x_dev, y_dev = jnp.asarray(x), jnp.asarray(y)
+    losses = []
+    for s in range(steps):
+        params, opt_state, value = step(params, opt_state, x_dev, y_dev, jnp.asarray(idx[s]))
+        losses.append(float(value))
+    return np.asarray(losses)
 
 
 def _first_members(state: TrainState, M: int) -> TrainState:

@@ -57,8 +57,8 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
 # --------------------------------------------------------------------------- arrays (npz)
 
 
-def save_arrays(path: PathLike, arrays: dict[str, Any]) -> Path:
-    """Save a flat ``{name: array}`` dict to an ``.npz`` file atomically."""
+def save_arrays(path: PathLike, arrays: dict[str, Any], compress: bool = False) -> Path:
+    """Save a flat ``{name: array}`` dict to an ``.npz`` file atomically (zip-deflated if ``compress``)."""
     if not isinstance(arrays, dict):
         raise TypeError(f"arrays must be a dict of name -> array, got {type(arrays).__name__}")
     converted = {}
@@ -70,7 +70,7 @@ def save_arrays(path: PathLike, arrays: dict[str, Any]) -> Path:
             raise ValueError(f"array {key!r} has dtype object; only numeric/str arrays can be saved")
         converted[key] = arr
     buf = io.BytesIO()
-    np.savez(buf, **converted)
+    (np.savez_compressed if compress else np.savez)(buf, **converted)
     return atomic_write_bytes(path, buf.getvalue())
 
 

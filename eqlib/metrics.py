@@ -83,6 +83,50 @@ def orbit_spread(outputs_on_orbit, group: Transformations | None = None, act_y: 
     return np.sqrt((centred ** 2).sum(-1).mean(-2))
 
 
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+
+def orbit_symmetric_kl(logits_on_orbit) -> np.ndarray:
+    """Mean KL divergence between the predicted class distributions on an orbit: ``(..., |G|, n, C) -> (..., n)``.
+
+    ``D(x) = 1/(|G|(|G|−1)) Σ_{g≠h} KL(p_g ‖ p_h)`` with ``p_g = softmax f(ρ_X(g) x)`` — the mean
+    over ordered pairs, i.e. the mean symmetrised KL ``KL(p‖q) + KL(q‖p)`` over unordered pairs,
+    halved. A continuous invariance measure in the spirit of Nordenfors & Flinth (2024): zero
+    exactly when every element of the orbit gets the same distribution, and, unlike the OSP, it
+    sees changes of confidence that do not change the argmax (near-ties, confident constant
+    classifiers). In nats; computed in float64. Logits, not probabilities, are expected.
+    """
+    logits = _check_orbit_axis(logits_on_orbit, "orbit_symmetric_kl").astype(np.float64)
+    order = logits.shape[-3]
+    if order < 2:
+        return np.zeros(logits.shape[:-3] + logits.shape[-2:-1])
+    logp = _log_softmax(logits)                                   # (..., |G|, n, C)
+    p = np.exp(logp)
+    # Σ_{g,h} KL(p_g‖p_h) = Σ_g Σ_c p_gc log p_gc · |G| − Σ_c (Σ_g p_gc)(Σ_h log p_hc)
+    neg_entropy = (p * logp).sum(-1).sum(-2)                      # (..., n)
+    cross = (p.sum(-3) * logp.sum(-3)).sum(-1)                    # (..., n)
+    total = order * neg_entropy - cross
+    return np.maximum(total, 0.0) / (order * (order - 1))
+
+
+def relative_orbit_spread(outputs_on_orbit, centre: bool = True) -> np.ndarray:
+    """Orbit spread over the RMS size of the outputs on the orbit: ``(..., |G|, n, d) -> (..., n)``.
+
+    ``spread(x) / sqrt(mean_g ‖f(gx)‖²)`` with :func:`orbit_spread`; with ``centre`` (the default,
+    for logits, whose softmax ignores a common shift) each output is first centred over its ``d``
+    entries. Scale-free: 0 for an invariant f, at most 1, and near 1 when the orbit's outputs vary
+    about as much as they are large. 0/0 (all outputs zero) is reported as 0.
+    """
+    outputs = _check_orbit_axis(outputs_on_orbit, "relative_orbit_spread").astype(np.float64)
+    if centre:
+        outputs = outputs - outputs.mean(-1, keepdims=True)
+    size = np.sqrt((outputs ** 2).sum(-1).mean(-2))
+    spread = orbit_spread(outputs)
+    return np.divide(spread, size, out=np.zeros_like(spread), where=size > 0)
+
+
 def equivariance_error(outputs_on_orbit, group: Transformations, act_y: ActFn | None = None) -> np.ndarray:
     """Mean over g ≠ e of ``‖f(ρ_X(g)x) − ρ_Y(g) f(x)‖``: ``(..., |G|, n, d) -> (..., n)``.
 
@@ -257,3 +301,78 @@ def subensemble_statistics(member_outputs, sizes: Sequence[int], statistic: Stat
             low, high = np.stack([b[0] for b in bounds]), np.stack([b[1] for b in bounds])
         stats[key] = SubensembleStatistics(sizes, tuple(per_size), estimate, std, low, high, level)
     return stats[""] if single else stats
+
+
+class Interval(NamedTuple):
+    """A point estimate with a confidence interval ``[low, high]`` at ``level``."""
+
+    estimate: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    level: float
+
+    def excludes_zero(self) -> np.ndarray:
+        """True where the whole interval lies on one side of 0."""
+        return (np.asarray(self.low) > 0) | (np.asarray(self.high) < 0)
+
+
+def _normal_quantile(level: float) -> float:
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(0.5 + level / 2)
+
+
+def member_vs_ensemble(member_outputs, statistic: Callable[[np.ndarray], np.ndarray], *, axis: int = 0,
+                       level: float = 0.95, **unsupported) -> dict[str, Interval]:
+    """The members' mean statistic against the ensemble's, with jackknife intervals over members.
+
+    ``member_outputs: (..., M, ...)`` with the M members on ``axis``; ``statistic`` maps outputs laid
+    out like that (any number of members on ``axis``) to one value per member, still on ``axis``
+    (e.g. ``lambda o: orbit_symmetric_kl(o).mean(-1)``). Returns
+
+    * ``"member"``: the mean over members of the statistic;
+    * ``"ensemble"``: the statistic of the ensemble (the member mean, as this book averages logits);
+    * ``"difference"``: ensemble − member (paired: both from the same members).
+
+    Each is an :class:`Interval` ``estimate ± z·se`` with the **delete-one jackknife** standard
+    error over members, ``se² = (M−1)/M Σ_i (θ_(i) − θ̄)²``, where ``θ_(i)`` is the value without
+    member i. It describes the uncertainty from the finite pool of members (another pool from the
+    same recipe), not from the evaluation inputs. Why not the bootstrap: resampling members *with
+    replacement* repeats members, and an ensemble of repeated members is less diverse than one of
+    M distinct members, so the bootstrap distribution of an ensemble statistic is shifted (its
+    percentile interval can miss the estimate altogether: a test shows it); leaving one out keeps
+    the members distinct.
+    """
+    if unsupported:
+        raise TypeError(f"member_vs_ensemble got unsupported argument(s) {sorted(unsupported)}: the "
+                        "interval is a jackknife over members (no resampling, no seed)")
+    outputs = np.asarray(member_outputs)
+    if outputs.ndim == 0:
+        raise ValueError("member_outputs must have a member axis, got a scalar")
+    axis %= outputs.ndim
+    members = outputs.shape[axis]
+    if members < 2:
+        raise ValueError(f"member_vs_ensemble needs at least 2 members on axis {axis}, got {members}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    per_member = np.moveaxis(np.asarray(statistic(outputs), dtype=np.float64), axis, 0)   # (M, ...)
+    if per_member.shape[0] != members:
+        raise ValueError(f"statistic must return one value per member on axis {axis}, got shape "
+                         f"{np.moveaxis(per_member, 0, axis).shape}")
+    total = outputs.sum(axis, keepdims=True, dtype=np.float64)
+
+    def ensemble_of(summed: np.ndarray, count: int) -> np.ndarray:
+        return np.take(np.asarray(statistic(summed / count), dtype=np.float64), 0, axis=axis)
+
+    member, ensemble = per_member.mean(0), ensemble_of(total, members)
+    loo_member = (per_member.sum(0) - per_member) / (members - 1)                        # (M, ...)
+    loo_ensemble = np.stack([ensemble_of(total - np.take(outputs, [i], axis=axis), members - 1)
+                             for i in range(members)])
+    z = _normal_quantile(level)
+
+    def interval(point, leave_one_out):
+        se = np.sqrt((members - 1) / members * ((leave_one_out - leave_one_out.mean(0)) ** 2).sum(0))
+        return Interval(np.asarray(point), point - z * se, point + z * se, level)
+
+    return {"member": interval(member, loo_member), "ensemble": interval(ensemble, loo_ensemble),
+            "difference": interval(ensemble - member, loo_ensemble - loo_member)}

@@ -124,13 +124,18 @@ def mlp(widths: Sequence[int], out: int, nonlinearity: str = "relu", **kwargs) -
 
 
 def cnn(channels: Sequence[int], out: int, pool_after: Sequence[bool] | None = None, padding: str = "SAME",
-        nonlinearity: str = "relu", **kwargs) -> Architecture:
-    """Convolutional: ``[Conv3×3(c) → φ → (AvgPool2×2)]* → GlobalAvgPool → Dense(out)``.
+        nonlinearity: str = "relu", head: str = "gap", **kwargs) -> Architecture:
+    """Convolutional: ``[Conv3×3(c) → φ → (AvgPool2×2)]* → GlobalAvgPool | Flatten → Dense(out)``.
 
-    ``pool_after[i]`` (default: after every layer but the last) adds a 2×2 average pool. With SAME or
-    CIRCULAR padding, square inputs whose side stays even at every pool, global pooling and a dense
-    head, the NNGP/NTK are invariant under the rotations and reflections of the square.
+    ``pool_after[i]`` (default: after every layer but the last) adds a 2×2 average pool. ``head``:
+    ``"gap"`` (global average pool, then the dense read-out) or ``"flatten"`` (the dense read-out
+    sees the whole feature map, so it knows where things are). With SAME or CIRCULAR padding and
+    square inputs whose side stays even at every pool, the NNGP/NTK are invariant under the
+    rotations and reflections of the square with either head: a rotation permutes the pooled or
+    flattened features, and the rows of the dense layer are i.i.d. at initialisation.
     """
+    if head not in ("gap", "flatten"):
+        raise ValueError(f"head must be 'gap' or 'flatten', got {head!r}")
     act = _nonlinearity(nonlinearity)
     pool_after = [i < len(channels) - 1 for i in range(len(channels))] if pool_after is None else list(pool_after)
     if len(pool_after) != len(channels):
@@ -138,7 +143,8 @@ def cnn(channels: Sequence[int], out: int, pool_after: Sequence[bool] | None = N
     layers: list[Layer] = []
     for c, pool in zip(channels, pool_after):
         layers += [Conv(c, padding=padding), act] + ([AvgPool()] if pool else [])
-    return Architecture(tuple(layers + [GlobalAvgPool(), Dense(out)]), **kwargs)
+    readout = GlobalAvgPool() if head == "gap" else Flatten()
+    return Architecture(tuple(layers + [readout, Dense(out)]), **kwargs)
 
 
 def _nonlinearity(name: str) -> Layer:

@@ -1,5 +1,6 @@
-"""Presets: every experiment runs at two sizes, ``quick`` (2-core CPU, minutes) and ``full`` (paper
-scale, GPU). A preset is a frozen dataclass of the experiment's settings; this module chooses which
+"""Presets: every experiment runs at up to three sizes — ``quick`` (2-core CPU, minutes; what the
+book runs live), ``reference`` (the largest honest run a 2-core CPU makes in about two hours; run
+once with the CLI and stored under ``results/reference/``) and ``full`` (paper scale, GPU). A preset is a frozen dataclass of the experiment's settings; this module chooses which
 one to use and fingerprints a configuration.
 
 Choose with an explicit argument, else the environment variable ``EQLIB_PRESET``, else ``quick``.
@@ -14,9 +15,13 @@ from typing import Any
 
 from eqlib.io import to_jsonable
 
-__all__ = ["PRESETS", "ENV_VAR", "DEFAULT_PRESET", "preset_name", "config_dict", "config_hash"]
+__all__ = ["PRESETS", "REQUIRED_PRESETS", "ENV_VAR", "DEFAULT_PRESET", "preset_name", "config_dict",
+           "config_hash"]
 
-PRESETS: tuple[str, ...] = ("quick", "full")
+#: Every preset name an experiment may define, smallest first.
+PRESETS: tuple[str, ...] = ("quick", "reference", "full")
+#: The presets every experiment must define (``reference`` is optional, e.g. for the tour).
+REQUIRED_PRESETS: tuple[str, ...] = ("quick", "full")
 ENV_VAR = "EQLIB_PRESET"
 DEFAULT_PRESET = "quick"
 

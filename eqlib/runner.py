@@ -36,7 +36,7 @@ from typing import Any, Callable
 import numpy as np
 
 from eqlib.io import load_arrays, load_json, save_arrays, save_json
-from eqlib.presets import PRESETS, config_dict, config_hash, preset_name
+from eqlib.presets import PRESETS, REQUIRED_PRESETS, config_dict, config_hash, preset_name
 from eqlib.provenance import git_info, provenance, utc_now_iso
 
 __all__ = [
@@ -53,6 +53,11 @@ __all__ = [
     "apply_overrides",
     "parse_override",
     "run_experiment",
+    "STORED_PRESETS",
+    "stored_dir",
+    "store_run",
+    "stored_results",
+    "run_label",
 ]
 
 RESULTS_ENV_VAR = "EQLIB_RESULTS"
@@ -376,9 +381,15 @@ _REGISTRY: dict[str, Experiment] = {}
 def register(
     name: str, presets: dict[str, Any], run_fn: Callable[[Run, Any], dict[str, Any]]
 ) -> Experiment:
-    """Register (or replace) experiment ``name``; presets must include ``quick`` and ``full``."""
+    """Register (or replace) experiment ``name``; presets must include ``quick`` and ``full``.
+
+    Preset names are those of :data:`eqlib.presets.PRESETS` (``quick``, ``reference``, ``full``).
+    """
     _check_name(name, "experiment name")
-    missing = [p for p in PRESETS if p not in presets]
+    missing = [p for p in REQUIRED_PRESETS if p not in presets]
+    unknown = [p for p in presets if p not in PRESETS]
+    if unknown:
+        raise ValueError(f"experiment {name!r}: unknown preset(s) {unknown}; valid: {', '.join(PRESETS)}")
     if missing:
         raise ValueError(f"experiment {name!r} lacks preset(s) {missing}; it has {sorted(presets)}")
     kinds = {type(cfg) for cfg in presets.values()}
@@ -542,3 +553,105 @@ def run_experiment(
             f"(or call run.finish), got {got}"
         )
     return run.finish(out.get("arrays", {}), out["summary"])
+
+
+# --------------------------------------------------------------------------- stored runs
+
+#: Presets whose runs are stored in git under ``results/reference/`` (the cache stays out of git).
+STORED_PRESETS: tuple[str, ...] = ("reference", "full")
+STORED_ENV_VAR = "EQLIB_STORED"
+
+
+def _stored_root(root: str | os.PathLike | None) -> Path:
+    if root is not None:
+        return Path(root)
+    env = os.environ.get(STORED_ENV_VAR)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "results" / "reference"
+
+
+def stored_dir(experiment: str, preset: str = "reference", root: str | os.PathLike | None = None) -> Path:
+    """``results/reference/<experiment>/<preset>/`` of the source checkout (or ``root``, or ``$EQLIB_STORED``)."""
+    _check_name(experiment, "experiment name")
+    if preset not in STORED_PRESETS:
+        raise ValueError(f"only presets {STORED_PRESETS} are stored, got {preset!r}")
+    return _stored_root(root) / experiment / preset
+
+
+def store_run(results_json: str | os.PathLike, command: str, root: str | os.PathLike | None = None,
+              *, allow_dirty: bool = False) -> Path:
+    """Copy a finished run (``results.json`` + ``results.npz``) into :func:`stored_dir`, atomically.
+
+    The stored json is the run's, plus ``stored = {command, stored_at, source}``: the exact command
+    that made it. Arrays are written zip-compressed. Refused (ValueError) for a preset that is not
+    stored, for a run made with overrides of the preset's config, and — unless ``allow_dirty`` —
+    for a run made from a checkout with uncommitted changes, whose commit would not say what code
+    produced it. Returns the stored json's path.
+    """
+    json_path = Path(results_json)
+    meta = load_json(json_path)
+    arrays = load_arrays(json_path.parent / "results.npz")
+    experiment, preset = meta["experiment"], meta["preset"]
+    exp = get_experiment(experiment)
+    expected = json.loads(json.dumps(config_dict(exp.presets[preset])))
+    diff = _config_difference(meta.get("config") or {}, expected)
+    if diff:
+        raise ValueError(f"refusing to store a modified run of {experiment}/{preset} as the preset; "
+                         f"differing fields: {', '.join(diff)}")
+    git = meta.get("provenance", {}).get("git", {})
+    dirty_steps = [k for k, v in meta.get("steps", {}).get("dirty", {}).items() if v]
+    if not allow_dirty and (git.get("dirty") or dirty_steps or git.get("commit") is None):
+        raise ValueError(f"refusing to store {experiment}/{preset}: it was made from a checkout with "
+                         "uncommitted changes (or outside git), so its commit does not identify the "
+                         "code; commit, then rerun with --store")
+    target = stored_dir(experiment, preset, root)
+    meta["stored"] = {"command": command, "stored_at": utc_now_iso(),
+                      "source": display_path(json_path.parent)}
+    save_arrays(target / "results.npz", arrays, compress=True)
+    out = save_json(target / "results.json", meta)
+    return out
+
+
+def stored_results(experiment: str, preset: str = "reference",
+                   root: str | os.PathLike | None = None) -> tuple[Arrays, dict[str, Any]]:
+    """Arrays and metadata of the stored run of ``experiment`` at ``preset`` (see :func:`store_run`).
+
+    FileNotFoundError names the command that produces it when there is none.
+    """
+    target = stored_dir(experiment, preset, root)
+    json_path = target / "results.json"
+    if not json_path.exists():
+        raise FileNotFoundError(
+            f"no stored {preset} run of {experiment!r} under {target}; produce it with:  "
+            f"python -m eqlib run {experiment} --preset {preset} --store")
+    meta = load_json(json_path)
+    arrays = load_arrays(target / "results.npz")
+    meta["path"] = str(json_path)
+    return arrays, meta
+
+
+def run_label(meta: dict[str, Any]) -> str:
+    """One line naming a run: ``"reference preset · cpu ×1 (2 cores) · 2026-12-01 · commit 1a2b3c4 · 41 min"``.
+
+    ``meta`` is a ``results.json`` dict (from :func:`latest_results` or :func:`stored_results`).
+    A modified run says so with its differing fields.
+    """
+    prov = meta.get("provenance", {})
+    device = prov.get("device", {})
+    backend = device.get("backend") or "unknown device"
+    kinds = device.get("device_kinds") or []
+    what = backend if backend != "cpu" else f"cpu ({prov.get('host', {}).get('cpu_count')} cores)"
+    if backend != "cpu" and kinds:
+        what = f"{', '.join(kinds)} ×{device.get('device_count')}"
+    commit = (prov.get("git", {}).get("commit") or "no commit")[:7]
+    dirty = " (uncommitted changes)" if prov.get("git", {}).get("dirty") else ""
+    date = str(meta.get("timestamp", ""))[:10]
+    wall = meta.get("steps", {}).get("total_step_time_s") or meta.get("wall_time_s")
+    parts = [f"{meta.get('preset')} preset", what, date, f"commit {commit}{dirty}"]
+    if wall:
+        parts.append(f"{wall / 60:.0f} min" if wall >= 120 else f"{wall:.0f} s")
+    label = " · ".join(parts)
+    if meta.get("modified"):
+        label = f"MODIFIED run ({', '.join(meta['modified'])} differ) — " + label
+    return label

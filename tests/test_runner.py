@@ -35,7 +35,7 @@ def test_preset_name_resolution(monkeypatch):
     assert preset_name() == "full"
     assert preset_name("quick") == "quick"  # explicit argument wins
     monkeypatch.setenv("EQLIB_PRESET", "huge")
-    with pytest.raises(ValueError, match=r"'huge' \(from \$EQLIB_PRESET\); valid presets: quick, full"):
+    with pytest.raises(ValueError, match=r"'huge' \(from \$EQLIB_PRESET\); valid presets: quick, reference, full"):
         preset_name()
 
 
