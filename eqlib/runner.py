@@ -58,6 +58,7 @@ __all__ = [
     "store_run",
     "stored_results",
     "run_label",
+    "chapter_results",
 ]
 
 RESULTS_ENV_VAR = "EQLIB_RESULTS"
@@ -652,6 +653,39 @@ def run_label(meta: dict[str, Any]) -> str:
     if wall:
         parts.append(f"{wall / 60:.0f} min" if wall >= 120 else f"{wall:.0f} s")
     label = " · ".join(parts)
+    if meta.get("fallback_from"):
+        label = f"{label} (shown because no {meta['fallback_from']} run exists here)"
     if meta.get("modified"):
         label = f"MODIFIED run ({', '.join(meta['modified'])} differ) — " + label
     return label
+
+
+def chapter_results(experiment: str, preset: str | None = None, *, live: tuple[str, ...] = ("quick",),
+                    verbose: bool = False) -> tuple[Arrays, dict[str, Any]]:
+    """What a chapter shows for ``experiment`` at ``preset`` (argument, ``$EQLIB_PRESET``, ``quick``).
+
+    A preset in ``live`` is run (resuming from the results cache) and its results returned. Any
+    other size is never trained inside a notebook: the stored run (:func:`stored_results`) is
+    returned, else a finished local run of that preset; when there is neither, the one command
+    that produces it is printed and the quick run is shown instead, with
+    ``meta["fallback_from"]`` naming the preset that was asked for (:func:`run_label` says so).
+    """
+    exp = get_experiment(experiment)
+    preset = preset_name(preset, valid=tuple(exp.presets))
+    if preset in live:
+        run_experiment(experiment, preset, verbose=verbose)
+        return latest_results(experiment, preset)
+    loaders = [lambda: latest_results(experiment, preset)]
+    if preset in STORED_PRESETS:
+        loaders.insert(0, lambda: stored_results(experiment, preset))
+    for load in loaders:
+        try:
+            return load()
+        except FileNotFoundError:
+            continue
+    print(f"No {preset} run of {experiment!r} is stored or cached here. It is not trained inside "
+          f"the book; produce it with\n  python -m eqlib run {experiment} --preset {preset} --store\n"
+          f"then build again. Showing the quick run instead.")
+    arrays, meta = chapter_results(experiment, live[0], live=live, verbose=verbose)
+    meta["fallback_from"] = preset
+    return arrays, meta

@@ -188,3 +188,20 @@ def test_replay_full_batch_mlp():
     np.testing.assert_allclose(replay_steps(net, x, y, cfg, member=1, steps=1),
                                hist["first_epoch_step_loss"][1], rtol=1e-5)
     assert jax.device_count() >= 1
+
+
+def test_chapter_results_runs_quick_loads_stored_and_falls_back(toy, monkeypatch, capsys):
+    monkeypatch.setenv("EQLIB_RESULTS", str(toy / "cache"))
+    monkeypatch.setenv("EQLIB_STORED", str(toy / "ref"))
+    arrays, meta = runner.chapter_results("storetoy")
+    assert meta["preset"] == "quick" and arrays["x"].shape == (4,)
+    arrays, meta = runner.chapter_results("storetoy", "full")      # nothing stored: falls back
+    assert meta["fallback_from"] == "full" and meta["preset"] == "quick"
+    out = capsys.readouterr().out
+    assert "python -m eqlib run storetoy --preset full --store" in out
+    assert "no full run exists" in run_label(meta)
+    path = run_experiment("storetoy", "reference", verbose=False)
+    _fake_clean(path)
+    store_run(path, "cmd")
+    arrays, meta = runner.chapter_results("storetoy", "reference")
+    assert meta["preset"] == "reference" and arrays["x"].shape == (6,) and "stored" in meta
