@@ -4,11 +4,15 @@ import json
 import numpy as np
 import pytest
 
+from eqlib.metrics import orbit_spread
 from eqlib.data.ising import (CRITICAL_TEMPERATURE, all_configurations, exact_averages, gaussian_inputs, ising_energy,
                               magnetisation, metropolis, random_configurations, sample_temperatures, symmetry_group)
-from eqlib.experiments.ising import (IsingConfig, expected_squared_orbit_spread, ising_data, measurement_times,
-                                     orbit_blocks, predicted_orbit_spread)
-from eqlib.runner import latest_results, run_experiment
+from eqlib.ensemble import init_ensemble, replay_steps, train_ensemble
+from eqlib.experiments.ising import (EVAL_SETS, REFERENCE, REMOVAL_COUNTS, IsingConfig, architecture,
+                                     clean_evaluation_set, expected_squared_orbit_spread, is_group_fixed,
+                                     ising_data, measurement_times, orbit_blocks, orbit_keys,
+                                     predicted_orbit_spread, slope_in_members, training_config, training_sets)
+from eqlib.runner import get_experiment, latest_results, run_experiment
 
 
 # ----------------------------------------------------------------------------------- energy
@@ -134,6 +138,59 @@ def test_experiment_data_is_reproducible_and_standardised():
     energy = ising_energy(a["x_test"])
     np.testing.assert_allclose(a["y_test"][:, 0], (energy - a["energy_mean"]) / a["energy_std"], rtol=1e-5, atol=1e-5)
     assert not np.array_equal(a["x"], ising_data(IsingConfig(size=4, n_train=12, n_eval=5, sweeps=10, seed=1))["x"])
+    # without cleaning, each set is the first draw as it comes
+    raw = ising_data(IsingConfig(size=4, n_train=12, n_eval=5, sweeps=10, clean_eval=False))
+    np.testing.assert_array_equal(raw["x_other_T"], metropolis(5, 4, 2.0, 10, [2]))
+    np.testing.assert_array_equal(raw["removed_test"], [5, 0, 0, 0, 5])
+
+
+# ------------------------------------------------------------------- evaluation-set cleaning
+
+def _in_training_orbit(x_eval, x_train, group):
+    """Brute force, independent of orbit_keys: which evaluation inputs equal g·x for a training x."""
+    orbit = np.asarray(group.orbit(x_train)).reshape(-1, x_train[0].size)          # (|G|·n_train, L²)
+    return np.array([np.any(np.all(orbit == e.reshape(-1), axis=1)) for e in x_eval])
+
+
+@pytest.mark.parametrize("group_name, train_temperatures, reason", [
+    ("C4", (1.8, 3.5), "leaked"),        # cold training samples: aligned states in the training set
+    ("D4", (5.0,), "trivial"),           # hot training set: the aligned states reach the cold set
+    ("C4", (5.0,), "duplicate"),
+])
+def test_evaluation_sets_hold_no_training_orbit_and_no_fixed_input(group_name, train_temperatures, reason):
+    # a small lattice and a cold evaluation temperature: without cleaning many inputs would be removed
+    cfg = IsingConfig(size=4, group=group_name, n_train=30, n_eval=12, sweeps=20, other_temperature=2.0,
+                      train_temperatures=train_temperatures)
+    data = ising_data(cfg)
+    group = symmetry_group(group_name, cfg.size)
+    removed = {name: dict(zip(REMOVAL_COUNTS, data[f"removed_{name}"].tolist())) for name in EVAL_SETS}
+    for name in EVAL_SETS:
+        x = data[f"x_{name}"]
+        assert x.shape == (12, 4, 4, 1)
+        assert not _in_training_orbit(x, data["x"], group).any(), name
+        assert not is_group_fixed(x, group).any(), name
+        assert len(set(orbit_keys(x, group))) == len(x), name                # one input per orbit
+        r = removed[name]
+        assert r["kept"] == 12 and r["drawn"] == r["leaked"] + r["trivial"] + r["duplicate"] + r["kept"]
+    # the cleaning had work to do (the test is not vacuous)
+    assert removed["other_T"][reason] > 0, removed
+    np.testing.assert_array_equal(data["x_other_T"], ising_data(cfg)["x_other_T"])   # reproducible
+
+
+def test_clean_evaluation_set_counts_each_reason():
+    group = symmetry_group("C4", 4)
+    train = random_configurations(3, 4, seed=0)
+    up = np.ones((1, 4, 4, 1), np.float32)
+    fresh = random_configurations(4, 4, seed=1)
+    rotated = np.asarray(group.act(1, train[:2]))                           # in training orbits
+    batches = [np.concatenate([rotated, up, fresh[:1], np.asarray(group.act(2, fresh[:1]))]), fresh[1:]]
+    x, counts = clean_evaluation_set(lambda r: batches[r], 3, set(orbit_keys(train, group)), group)
+    assert counts == {"drawn": 7, "leaked": 2, "trivial": 1, "duplicate": 1, "kept": 3}
+    np.testing.assert_array_equal(x, fresh[:3])
+    keys = orbit_keys(np.concatenate([fresh[:1], np.asarray(group.act(3, fresh[:1])), fresh[1:2]]), group)
+    assert keys[0] == keys[1] != keys[2]
+    with pytest.raises(ValueError, match="clean evaluation inputs"):
+        clean_evaluation_set(lambda r: up, 1, set(), group, max_rounds=3)
 
 
 # ------------------------------------------------------------------------------ predictions
@@ -168,6 +225,26 @@ def test_predicted_orbit_spread_matches_closed_form(rng):
         predicted_orbit_spread(np.zeros(5), np.eye(5), 4, [1])
 
 
+def test_slope_in_members_recovers_the_law_and_its_interval():
+    rng = np.random.default_rng(0)
+    sizes = np.array([1, 2, 4, 8, 16, 32, 64])
+
+    def spread(e):
+        return {"spread": orbit_spread(e).mean(-1)}
+
+    # members: an invariant mean plus independent noise on the orbit → slope −1/2 inside the interval
+    members = 1.0 + rng.normal(size=(64, 4, 32, 1))
+    fit = slope_in_members(members, sizes, spread, num_bootstrap=100)
+    estimate, low, high = fit["spread"]
+    assert low < estimate < high and low < -0.5 < high and high - low < 0.1
+    assert fit["sizes"].tolist() == [1, 2, 4, 8, 16]                     # ≥ 4 sub-ensembles each
+    # a non-invariant mean (a floor) flattens the slope, and the interval excludes −1/2
+    floor = members + 0.3 * np.arange(4)[None, :, None, None]
+    assert slope_in_members(floor, sizes, spread, num_bootstrap=100)["spread"][1] > -0.5
+    with pytest.raises(ValueError, match="two sizes"):
+        slope_in_members(members[:7], sizes[:3], spread)
+
+
 def test_predicted_spread_of_a_non_invariant_mean_has_a_floor():
     order, n = 4, 2
     mean = np.repeat(np.arange(order, dtype=float), n)            # varies along the orbit
@@ -177,8 +254,8 @@ def test_predicted_spread_of_a_non_invariant_mean_has_a_floor():
 
 # ---------------------------------------------------------------------------------- runner
 
-TINY = dict(size=4, group="D4", n_train=6, n_eval=5, sweeps=10, widths=(16,), plain_width=32, members=4,
-            ensemble_sizes=(1, 2, 4), cnn_channels=(4,), cnn_members=2, cnn_ntk=True, steps=6, n_times=3,
+TINY = dict(size=4, group="D4", n_train=6, n_eval=5, sweeps=10, widths=(16,), plain_width=32, members=8,
+            ensemble_sizes=(1, 2, 4, 8), cnn_channels=(4,), cnn_members=2, cnn_ntk=True, steps=6, n_times=3,
             ntk_samples=32, ntk_batch=24, checkpoint_every=2, learning_rate=0.5, cnn_learning_rate=0.5,
             member_chunk=2)
 
@@ -190,22 +267,48 @@ def test_ising_runner_end_to_end_and_resume(tmp_path, capsys):
                 "wall_time_s", "steps", "timestamp"):
         assert key in meta, key
     assert meta["experiment"] == "ising" and meta["preset"] == "quick" and meta["seed"] == 0
-    assert meta["config"]["members"] == 4 and meta["config"]["group"] == "D4"
+    assert meta["config"]["members"] == 8 and meta["config"]["group"] == "D4"
     for key in ("versions", "device", "git", "timestamp", "host"):
         assert key in meta["provenance"], key
     assert "backend" in meta["provenance"]["device"] and "jax" in meta["provenance"]["versions"]
 
     arrays, loaded = latest_results("ising", "quick", root=tmp_path, allow_modified=True)
-    T, K = 3, 3
+    T, K = 3, 4
     assert arrays["times"].tolist() == [0, 1, 6]
     for key in ("mlp_w16_aug", "mlp_w32_plain"):
-        assert arrays[f"{key}/member_spread/test"].shape == (T, 4)
+        assert arrays[f"{key}/member_spread/test"].shape == (T, 8)
         assert arrays[f"{key}/ensemble_spread/gaussian"].shape == (T, K)
         assert arrays[f"{key}/ensemble_orbit_output/random"].shape == (T, 8, 5)
-        assert arrays[f"{key}/member_rmse/test"].shape == (T, 4)
-        assert arrays[f"{key}/loss"].shape == (6, 4)
+        assert arrays[f"{key}/member_rmse/test"].shape == (T, 8)
+        assert arrays[f"{key}/loss"].shape == (6, 8)
         assert f"{key}/ensemble_rmse/gaussian" not in arrays          # no energy RMSE off the spin manifold
     assert arrays["cnn_aug/sizes"].tolist() == [1, 2]
+    key = "mlp_w16_aug"
+    for stat in ("spread", "rel_spread"):
+        low, est, high = (arrays[f"{key}/ensemble_{stat}{p}/test"] for p in ("_low", "", "_high"))
+        assert est.shape == (T, K) and np.all(low <= est + 1e-12) and np.all(est <= high + 1e-12)
+        assert arrays[f"{key}/mve_{stat}/other_T"].shape == (3, 3)           # member, ensemble, difference
+        assert arrays[f"{key}/slope_{stat}/gaussian"].shape == (3,)     # sizes 1, 2: ≥ 4 sub-ensembles
+        assert arrays[f"ntk_mlp_aug/predicted_{stat}/test"].shape == (T, K)
+    assert arrays[f"{key}/slope_sizes"].tolist() == [1, 2]
+    assert np.all(arrays[f"{key}/member_rel_spread/random"] <= 1 + 1e-9)
+    mve = arrays[f"{key}/mve_spread/test"]
+    np.testing.assert_allclose(mve[0, 0], arrays[f"{key}/member_spread/test"][-1].mean())
+    np.testing.assert_allclose(mve[1, 0], arrays[f"{key}/ensemble_spread/test"][-1, -1])
+    assert arrays[f"{key}/mve_rmse/test"].shape == (3, 3) and f"{key}/mve_rmse/gaussian" not in arrays
+    for name in EVAL_SETS:
+        assert arrays[f"data/removed_{name}"].tolist()[-1] == 5
+    # the stored losses are those the code computes: replay member 0 alone from the stored config
+    cfg = IsingConfig(**{**meta["config"], "train_temperatures": tuple(meta["config"]["train_temperatures"])})
+    group = symmetry_group(cfg.group, cfg.size)
+    x, y = training_sets(arrays_to_data(arrays), group)["aug"]
+    net, train, seed = architecture(cfg, key).flax(), training_config(cfg, key), int(arrays[f"{key}/seed"])
+    assert arrays[f"{key}/first_epoch_step_loss"].shape == (8, 1)           # full batch: one step per epoch
+    np.testing.assert_allclose(replay_steps(net, x, y, train, seed, member=0, steps=1),
+                               arrays[f"{key}/first_epoch_step_loss"][0], rtol=1e-4)
+    alone = init_ensemble(net, x, seed=seed, config=train, member_ids=(0,))
+    _, history = train_ensemble(net, alone, x, y, train, seed=seed, progress=False)
+    np.testing.assert_allclose(history["loss"][:, 0], arrays[f"{key}/loss"][:, 0], rtol=1e-4)
     for key in ("ntk_mlp_aug", "ntk_mlp_plain", "ntk_cnn_aug", "ntk_cnn_plain"):
         assert arrays[f"{key}/predicted_spread/test"].shape[0] == T
         assert arrays[f"{key}/mean/other_T"].shape == (T, 8, 5)
@@ -218,6 +321,8 @@ def test_ising_runner_end_to_end_and_resume(tmp_path, capsys):
         assert arrays[f"ntk_{arch}_plain/mean_spread/gaussian"].max() > 1e-3
     summary = loaded["summary"]
     assert summary["group"] == "D4" and summary["group_order"] == 8
+    assert summary["evaluation_sets"]["test"]["kept"] == 5
+    assert len(summary["mlp_w16_aug"]["test"]["member_vs_ensemble_spread"]["difference"]) == 3
     assert set(summary["mlp_w16_aug"]["test"]) >= {"member_spread", "ensemble_spread", "predicted_ensemble_spread",
                                                    "predicted_distance", "ntk_mean_spread_max", "ensemble_rmse_J",
                                                    "distance_from_ntk_mean"}
@@ -239,6 +344,20 @@ def test_ising_runner_end_to_end_and_resume(tmp_path, capsys):
     run_experiment("ising", preset="quick", root=tmp_path, **TINY)
     third, _ = latest_results("ising", "quick", root=tmp_path, allow_modified=True)
     np.testing.assert_array_equal(third["mlp_w16_aug/member_spread/test"], arrays["mlp_w16_aug/member_spread/test"])
+
+
+def arrays_to_data(arrays):
+    """The ``data/…`` arrays of a results file as the dict ``ising_data`` returns."""
+    return {k[len("data/"):]: v for k, v in arrays.items() if k.startswith("data/")}
+
+
+def test_reference_preset_is_registered_between_quick_and_full():
+    presets = get_experiment("ising").presets
+    assert presets["reference"] == REFERENCE
+    quick, full = presets["quick"], presets["full"]
+    assert set(REFERENCE.widths) <= set(full.widths) and max(REFERENCE.widths) > max(quick.widths)
+    assert set(REFERENCE.ensemble_sizes) <= set(full.ensemble_sizes) and REFERENCE.members > quick.members
+    assert REFERENCE.members in REFERENCE.ensemble_sizes and REFERENCE.plain_width in REFERENCE.widths
 
 
 def test_orbit_metrics_on_synthetic_outputs():

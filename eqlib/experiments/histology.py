@@ -62,9 +62,10 @@ from ..metrics import accuracy, orbit_outputs, orbit_same_prediction, orbit_spre
 from ..models import Architecture, Flatten, GlobalAvgPool, cnn
 from ..runner import Run, experiment
 
-__all__ = ["EVAL_SETS", "OFF_MANIFOLD", "EVAL_GROUPS", "ROOT_ENV_VAR", "HistologyConfig", "QUICK", "FULL",
-           "colour_jitter", "fashion_rgb", "histology_data", "evaluation_sets", "training_modes", "architecture",
-           "ensemble_sizes", "subensemble_symmetry"]
+__all__ = ["EVAL_SETS", "OFF_MANIFOLD", "EVAL_GROUPS", "ROOT_ENV_VAR", "STATISTICS", "HistologyConfig", "QUICK",
+           "REFERENCE", "FULL", "colour_jitter", "fashion_rgb", "histology_data", "evaluation_sets", "crop_table",
+           "fold_data", "train_config", "fold_seed", "training_modes", "architecture", "ensemble_sizes",
+           "subensemble_symmetry", "patch_bootstrap"]
 
 #: Evaluation sets in the order the runner stores them; ``test`` is held-out tissue.
 EVAL_SETS = ("test", "noise", "jitter", "fashion")
@@ -82,10 +83,14 @@ class HistologyConfig:
     data: str = "mini"                       # "mini": crops of the 27 bundled patches (data/histology); "full": the real data set
     root: str | None = None                  # data folder; None: bundled sample (mini) or $EQLIB_HISTOLOGY_ROOT (full)
     image_size: int = 32                     # crop size (mini) or the size patches are resized to (full)
+    patch_size: int | None = None            # mini: area-average the 224-px patches to this size before cropping
+    folds: int = 1                           # mini: 1 = train on the 18 NCT patches, test on the 9 CRC-VAL ones;
+                                             # 3 = patch-level cross-validation over all 27 (fold k holds out the
+                                             # k-th patch of every class; a held-out patch's crops never train)
     max_per_class: int | None = None         # full: keep the first files per class (None: all)
-    n_train: int | None = None               # random subset of the training images (None: all)
-    n_test: int | None = None                # random subset of the held-out images (None: all)
-    n_off: int = 256                         # noise and FashionMNIST images
+    n_train: int | None = None               # random subset of the training images (None: all; folds = 1 only)
+    n_test: int | None = None                # random subset of the held-out images (None: all; folds = 1 only)
+    n_off: int = 256                         # noise and FashionMNIST images (split between the folds)
     channels: tuple[int, ...] = (8, 16, 32)  # 3×3 conv layers (2×2 average pool after all but the last)
     head: str = "flatten"                    # "flatten": dense layer on the flattened feature map; "gap": global average pool
     members: int = 8
@@ -100,12 +105,22 @@ class HistologyConfig:
     jitter_shift: float = 0.15               # colour jitter: channel offset in [−shift, shift]
     eval_batch: int = 512                    # inputs per evaluation call (their D4 orbits: 8× as many images)
     apply_batch: int = 4096                  # images per forward pass of the members
+    stored_inputs: int = 96                  # inputs per evaluation set whose member orbit logits are stored (float16)
+    num_bootstrap: int = 1000                # resamples of the held-out patches for the accuracy interval
 
 
-QUICK = HistologyConfig()
+#: The book's live run: 3-fold patch-level cross-validation on the 27 bundled patches (every
+#: patch held out once), patches area-averaged to 112 px and cut into 49 crops of 16×16 each;
+#: 6 members without and with full D4 augmentation (C4 is measured as the rotation subgroup).
+QUICK = HistologyConfig(patch_size=112, image_size=16, folds=3, members=6, ensemble_sizes=(1, 2, 3, 6),
+                        augmentations=("D4",), epochs=4, learning_rate=0.01, n_off=240)
+#: The largest honest CPU version (≈ 20–30 min on 2 cores): full resolution, 32-px crops (882
+#: training crops per fold), 12 members, C4 and D4 augmentation and the control, 3 folds.
+REFERENCE = HistologyConfig(image_size=32, folds=3, members=12, ensemble_sizes=(1, 2, 3, 4, 6, 12),
+                            augmentations=("C4", "D4"), epochs=5, learning_rate=0.01, n_off=768)
 FULL = HistologyConfig(data="full", image_size=64, n_off=2048, channels=(32, 64, 128, 128), members=64,
                        ensemble_sizes=(1, 2, 4, 8, 16, 32, 64), epochs=8, batch_size=64, learning_rate=0.01,
-                       member_chunk=16, strategy="auto", eval_batch=1024, apply_batch=256)
+                       member_chunk=16, strategy="auto", eval_batch=1024, apply_batch=256, stored_inputs=256)
 
 
 # ------------------------------------------------------------------------------------- data
@@ -183,7 +198,7 @@ def histology_data(cfg: HistologyConfig) -> dict[str, np.ndarray]:
         raise ValueError(f"data must be 'mini' or 'full', got {cfg.data!r}")
     root = _data_root(cfg)
     if cfg.data == "mini":
-        task = mini_task(root, crop=cfg.image_size)
+        task = mini_task(root, crop=cfg.image_size, size=cfg.patch_size)
         x, y, xt, yt = task.x_train, task.y_train, task.x_test, task.y_test
         files = np.asarray(task.files_train)[task.patch_train]
         files_test = np.asarray(task.files_test)[task.patch_test]
@@ -209,6 +224,70 @@ def evaluation_sets(cfg: HistologyConfig, x_test: np.ndarray) -> dict[str, np.nd
         "jitter": colour_jitter(x_test, cfg.jitter_scale, cfg.jitter_shift, seed=cfg.seed + 3),
         "fashion": fashion_rgb(fashion[_subset(len(fashion), cfg.n_off, cfg.seed + 4)], s),
     }
+
+
+def crop_table(cfg: HistologyConfig) -> dict[str, np.ndarray]:
+    """Every image of the run in one table, with the fold in which it is held out.
+
+    Returns ``x: (N, s, s, 3)`` in [0, 1], ``y: (N,)``, ``patch: (N,)`` (index into ``files``),
+    ``files: (P,)`` (the source patches) and ``held_out: (N,)``: the fold in which the image is a
+    test image, −1 for images that are always trained on. With ``folds = 1`` the training images
+    (NCT-CRC-HE-100K) have −1 and the held-out ones (CRC-VAL-HE-7K) fold 0. With ``folds = F > 1``
+    (``data="mini"`` only) the crops of all 27 patches are pooled and the k-th patch of every class
+    (in file order: NCT, NCT, CRC-VAL) goes to fold k mod F: patch-level cross-validation, every
+    patch held out exactly once, and no crop of a held-out patch in training.
+    """
+    if cfg.folds < 1:
+        raise ValueError(f"folds must be positive, got {cfg.folds}")
+    if cfg.folds == 1:
+        d = histology_data(cfg)
+        files, patch = np.unique(np.concatenate([d["files_train"], d["files_test"]]), return_inverse=True)
+        held_out = np.concatenate([np.full(len(d["y_train"]), -1), np.zeros(len(d["y_test"]), int)])
+        return {"x": np.concatenate([d["x_train"], d["x_test"]]), "y": np.concatenate([d["y_train"], d["y_test"]]),
+                "patch": patch.astype(np.int32), "files": files, "held_out": held_out.astype(np.int32)}
+    if cfg.data != "mini":
+        raise ValueError(f"cross-validation (folds={cfg.folds}) is for data='mini', got data={cfg.data!r}")
+    if cfg.n_train is not None or cfg.n_test is not None:
+        raise ValueError("n_train / n_test subsets are for folds = 1; cross-validation uses every crop")
+    task = mini_task(_data_root(cfg), crop=cfg.image_size, size=cfg.patch_size)
+    files = np.asarray(task.files_train + task.files_test)
+    x = np.concatenate([task.x_train, task.x_test])
+    y = np.concatenate([task.y_train, task.y_test])
+    patch = np.concatenate([task.patch_train, task.patch_test + len(task.files_train)]).astype(np.int32)
+    patch_class = np.zeros(len(files), int)
+    patch_class[patch] = y
+    rank = np.zeros(len(files), int)                       # k-th patch of its class, in file order
+    for c in np.unique(patch_class):
+        members = np.flatnonzero(patch_class == c)
+        rank[members] = np.arange(len(members))
+    if cfg.folds > np.bincount(patch_class).min():
+        raise ValueError(f"folds={cfg.folds} exceeds the {np.bincount(patch_class).min()} patches of the rarest class")
+    return {"x": x, "y": y, "patch": patch, "files": files, "held_out": (rank % cfg.folds)[patch].astype(np.int32)}
+
+
+def fold_data(cfg: HistologyConfig, table: dict[str, np.ndarray], fold: int) -> dict[str, np.ndarray]:
+    """Fold ``fold`` of :func:`crop_table`: standardised training images ``x: (n, s, s, 3)`` and
+    labels ``y``, the channel ``mean``/``std`` of its training images, and the indices ``train``
+    and ``test`` into the table (the images held out in this fold)."""
+    train = np.flatnonzero(table["held_out"] != fold)
+    test = np.flatnonzero(table["held_out"] == fold)
+    if len(test) == 0:
+        raise ValueError(f"fold {fold} holds out no image (folds={cfg.folds})")
+    x = table["x"][train]
+    mean, std = x.mean((0, 1, 2)), x.std((0, 1, 2))
+    return {"x": ((x - mean) / std).astype(np.float32), "y": table["y"][train], "mean": mean, "std": std,
+            "train": train, "test": test}
+
+
+def train_config(cfg: HistologyConfig) -> TrainConfig:
+    """The members' training recipe: cross-entropy, Adam at ``learning_rate``, minibatches of ``batch_size``."""
+    return TrainConfig(loss="cross_entropy", optimizer="adam", learning_rate=cfg.learning_rate, epochs=cfg.epochs,
+                       batch_size=cfg.batch_size, strategy=cfg.strategy)
+
+
+def fold_seed(cfg: HistologyConfig, fold: int) -> int:
+    """The seed of fold ``fold``'s members (initialisations and minibatch order)."""
+    return cfg.seed + 101 * fold
 
 
 # ------------------------------------------------------------------------------------ metrics
@@ -273,29 +352,84 @@ def _orbit_logits(net, params, x: np.ndarray, group: FiniteGroup, inputs_per_cal
                          inputs_per_call=inputs_per_call)
 
 
-def _measure(logits: np.ndarray, sizes: np.ndarray, labels: np.ndarray | None) -> dict[str, np.ndarray]:
+#: Invariance statistics of member (or ensemble) logits on an orbit ``(M, |G|, n, C)`` → ``(M,)``.
+STATISTICS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "osp": lambda o: orbit_same_prediction(o).fraction,
+    "consistent": lambda o: orbit_same_prediction(o).consistent,
+    "kl": lambda o: metrics.orbit_symmetric_kl(o).mean(-1),
+    "rspread": lambda o: metrics.relative_orbit_spread(o).mean(-1),
+    "spread": lambda o: orbit_spread(o).mean(-1),
+}
+
+
+def _interval_rows(result: dict) -> np.ndarray:
+    """``member_vs_ensemble`` output → ``(3, 3)``: rows member, ensemble, difference; columns estimate, low, high."""
+    return np.asarray([[float(result[k].estimate), float(result[k].low), float(result[k].high)]
+                       for k in ("member", "ensemble", "difference")])
+
+
+def patch_bootstrap(correct: np.ndarray, patch: np.ndarray, num_bootstrap: int = 1000, level: float = 0.95,
+                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy with a percentile-bootstrap interval over held-out *patches*.
+
+    ``correct: (..., n)`` booleans for n crops, ``patch: (n,)`` their source patch. The accuracy of
+    each patch is the share of its crops predicted correctly; the estimate is the mean over the P
+    patches, and the interval resamples the patches with replacement (the crops of one patch are
+    not independent, the patches are). Returns ``(P,)``-shaped per-patch accuracies ``(..., P)``
+    and ``(..., 3)``: estimate, low, high.
+    """
+    correct, patch = np.asarray(correct, dtype=np.float64), np.asarray(patch)
+    ids, inverse = np.unique(patch, return_inverse=True)
+    counts = np.bincount(inverse, minlength=len(ids))
+    per_patch = np.stack([correct[..., inverse == j].sum(-1) for j in range(len(ids))], -1) / counts
+    idx = np.random.default_rng(seed).integers(0, len(ids), size=(num_bootstrap, len(ids)))
+    boot = per_patch[..., idx].mean(-1)                                             # (..., B)
+    low, high = np.percentile(boot, [50 * (1 - level), 50 * (1 + level)], axis=-1)
+    return per_patch, np.stack([per_patch.mean(-1), low, high], -1)
+
+
+def _measure(cfg: HistologyConfig, logits: np.ndarray, sizes: np.ndarray, labels: np.ndarray | None,
+             patch: np.ndarray | None) -> dict[str, np.ndarray]:
     """All numbers of one evaluation set from member logits on the D4 orbit ``(M, 8, n, C)``."""
     out: dict[str, np.ndarray] = {}
     ensemble = logits.mean(0)                                                       # (8, n, C)
     pred = logits[:, 0].argmax(-1)                                                  # (M, n) at the identity
     ens_pred = ensemble[0].argmax(-1)                                               # (n,)
     top2 = np.sort(ensemble[0], -1)[:, -2:]
-    out["margin"] = top2[:, 1] - top2[:, 0]                                         # (n,) logit gap, top two classes
-    out["agreement"] = (pred == ens_pred).mean(0)                                   # (n,) share of members
-    out["member_pred"] = logits.argmax(-1).astype(np.int8)                          # (M, 8, n)
+    out["margin"] = (top2[:, 1] - top2[:, 0]).astype(np.float32)                    # (n,) logit gap, top two
+    out["agreement"] = (pred == ens_pred).mean(0).astype(np.float32)                # (n,) share of members
+    out["member_pred"] = pred.astype(np.int8)                                       # (M, n)
     out["ensemble_pred"] = ensemble.argmax(-1).astype(np.int8)                      # (8, n)
+    keep = np.unique(np.linspace(0, logits.shape[2] - 1, min(cfg.stored_inputs, logits.shape[2])).astype(int))
+    out["logits"] = logits[:, :, keep].astype(np.float16)                           # (M, 8, k, C)
+    out["logits_index"] = keep                                                      # (k,)
     for name, order in (("C4", 4), ("D4", 8)):
-        member = orbit_same_prediction(logits[:, :order])
-        out[f"member_osp_{name}"] = member.fraction                                 # (M,)
-        out[f"member_consistent_{name}"] = member.consistent                        # (M,)
-        out[f"member_spread_{name}"] = orbit_spread(logits[:, :order]).mean(-1)     # (M,)
-        out[f"ensemble_counts_{name}"] = orbit_same_prediction(ensemble[:order]).counts   # (n,)
-        for key, value in subensemble_symmetry(logits[:, :order], sizes).items():
-            out[f"{key}_{name}"] = value                                            # (K,)
+        orbit = logits[:, :order]
+        out[f"ensemble_counts_{name}"] = orbit_same_prediction(ensemble[:order]).counts.astype(np.int8)   # (n,)
+        out[f"ensemble_kl_{name}"] = metrics.orbit_symmetric_kl(ensemble[:order]).astype(np.float32)   # (n,)
+        curves = metrics.subensemble_statistics(orbit, sizes, lambda e: {k: f(e) for k, f in STATISTICS.items()},
+                                                num_bootstrap=cfg.num_bootstrap, bootstrap_seed=cfg.seed)
+        for key, f in STATISTICS.items():
+            out[f"member_{key}_{name}"] = np.asarray(f(orbit))                      # (M,)
+            out[f"{key}_{name}"] = curves[key].estimate                             # (K,) over ensemble sizes
+            out[f"{key}_{name}_low"] = curves[key].low
+            out[f"{key}_{name}_high"] = curves[key].high
+            if len(logits) > 1:
+                out[f"mve_{key}_{name}"] = _interval_rows(metrics.member_vs_ensemble(orbit, f))   # (3, 3)
     if labels is not None:
-        out["member_accuracy"] = accuracy(logits[:, 0], labels)                     # (M,)
-        out["accuracy"] = metrics.subensemble_statistics(
-            logits[:, 0], sizes, lambda ens: accuracy(ens, labels), num_bootstrap=0).estimate   # (K,)
+        acc = lambda o: accuracy(o[:, 0], labels)                                   # noqa: E731
+        out["member_accuracy"] = acc(logits)                                        # (M,)
+        curve = metrics.subensemble_statistics(logits, sizes, acc, num_bootstrap=cfg.num_bootstrap,
+                                               bootstrap_seed=cfg.seed)
+        out["accuracy"], out["accuracy_low"], out["accuracy_high"] = curve.estimate, curve.low, curve.high
+        if len(logits) > 1:
+            out["mve_accuracy"] = _interval_rows(metrics.member_vs_ensemble(logits, acc))
+        per_patch, interval = patch_bootstrap(ens_pred == labels, patch, cfg.num_bootstrap, seed=cfg.seed)
+        out["patch_accuracy"], out["accuracy_patches"] = per_patch, interval        # (P,), (3,)
+        m_patch, _ = patch_bootstrap(pred == labels, patch, 1, seed=cfg.seed)
+        out["member_patch_accuracy"] = m_patch                                      # (M, P)
+        _, out["member_accuracy_patches"] = patch_bootstrap((pred == labels).mean(0), patch,
+                                                            cfg.num_bootstrap, seed=cfg.seed)
     return out
 
 
@@ -304,52 +438,77 @@ def _measure(logits: np.ndarray, sizes: np.ndarray, labels: np.ndarray | None) -
 
 def _train_and_measure(run: Run, cfg: HistologyConfig, mode: str, load: Callable[[], dict]) -> dict[str, np.ndarray]:
     d = load()
+    table = d["table"]
     net = architecture(cfg).flax()
-    train = TrainConfig(loss="cross_entropy", optimizer="adam", learning_rate=cfg.learning_rate, epochs=cfg.epochs,
-                        batch_size=cfg.batch_size, strategy=cfg.strategy)
+    train = train_config(cfg)
     group = None if mode == "plain" else get_group(mode)
-    params, losses = [], []
-    for state, history in train_in_chunks(net, d["x"], d["y_train"], train, cfg.members, cfg.member_chunk, cfg.seed,
-                                          run.checkpoint_path, f"train_{mode}", group=group,
-                                          progress=run.show_progress):
-        params.append(state.params)
-        losses.append(history["loss"])                                              # (epochs, members of the call)
-    params = jax.tree_util.tree_map(lambda *leaves: np.concatenate([np.asarray(l) for l in leaves]), *params)
-    out: dict[str, np.ndarray] = {"loss": np.concatenate(losses, axis=1)}           # (epochs, M)
     d4 = Dihedral4()
+    logits: dict[str, list] = {name: [] for name in EVAL_SETS}
+    losses, first_steps = [], []
+    for fold in range(cfg.folds):
+        fd = fold_data(cfg, table, fold)
+        params, loss, first = [], [], []
+        name = f"train_{mode}" if cfg.folds == 1 else f"train_{mode}_fold{fold}"
+        for state, history in train_in_chunks(net, fd["x"], fd["y"], train, cfg.members, cfg.member_chunk,
+                                              fold_seed(cfg, fold), run.checkpoint_path, name, group=group,
+                                              progress=run.show_progress):
+            params.append(state.params)
+            loss.append(history["loss"])                                            # (epochs, members of the call)
+            first.append(history["first_epoch_step_loss"])                          # (members of the call, steps)
+        params = jax.tree_util.tree_map(lambda *leaves: np.concatenate([np.asarray(l) for l in leaves]), *params)
+        losses.append(np.concatenate(loss, axis=1))
+        first_steps.append(np.concatenate(first, axis=0))
+        raw = {"test": table["x"][fd["test"]], "jitter": d["jitter"][fd["test"]],
+               "noise": d["noise"][fold], "fashion": d["fashion"][fold]}
+        for set_name in EVAL_SETS:
+            x = ((raw[set_name] - fd["mean"]) / fd["std"]).astype(np.float32)
+            logits[set_name].append(_orbit_logits(net, params, x, d4, cfg.eval_batch, cfg.apply_batch, cfg.strategy))
+        del fd
+    out: dict[str, np.ndarray] = {"loss": np.stack(losses),                          # (folds, epochs, M)
+                                  "first_epoch_step_loss": np.stack(first_steps)}    # (folds, M, steps)
     sizes = ensemble_sizes(cfg)
+    test = d["test_index"]
     for name in EVAL_SETS:
-        logits = _orbit_logits(net, params, d[f"eval_{name}"], d4, cfg.eval_batch, cfg.apply_batch,
-                               cfg.strategy)                                        # (M, 8, n, C)
-        labels = d["y_test"] if name in ("test", "jitter") else None
-        out.update({f"{name}/{k}": v for k, v in _measure(logits, sizes, labels).items()})
+        member_logits = np.concatenate(logits[name], axis=2)                         # (M, 8, n, C)
+        labels = table["y"][test] if name in ("test", "jitter") else None
+        patch = table["patch"][test] if labels is not None else None
+        out.update({f"{name}/{k}": v for k, v in _measure(cfg, member_logits, sizes, labels, patch).items()})
     return out
 
 
-@experiment("histology", quick=QUICK, full=FULL)
+@experiment("histology", quick=QUICK, reference=REFERENCE, full=FULL)
 def run(run: Run, cfg: HistologyConfig) -> dict:
-    """Histology tissue classes: CNN ensembles with/without full C4 or D4 augmentation; OSP and accuracy."""
+    """Histology tissue classes: CNN ensembles with/without full C4 or D4 augmentation; OSP, KL, spread, accuracy."""
     modes = training_modes(cfg)
     sizes = ensemble_sizes(cfg)
     cache: dict[str, dict] = {}
 
     def load() -> dict:
-        """Images standardised with the training statistics (loaded once, only when a step needs them)."""
+        """The crop table, jittered held-out images and the off-manifold sets split between the folds
+        (loaded once, only when a step needs them)."""
         if not cache:
-            raw = histology_data(cfg)
-            mean = raw["x_train"].mean((0, 1, 2))
-            std = raw["x_train"].std((0, 1, 2))
-            evals = evaluation_sets(cfg, raw["x_test"])
-            x = (raw.pop("x_train") - mean) / std                  # (the full set is 4.9 GB at 64 px: one copy)
-            cache["d"] = {"x": x, **raw, "mean": mean, "std": std,
-                          **{f"eval_{k}": ((v - mean) / std).astype(np.float32) for k, v in evals.items()}}
+            table = crop_table(cfg)
+            test_index = np.concatenate([np.flatnonzero(table["held_out"] == k) for k in range(cfg.folds)])
+            jittered = colour_jitter(table["x"][test_index], cfg.jitter_scale, cfg.jitter_shift, seed=cfg.seed + 3)
+            position = np.full(len(table["x"]), -1)
+            position[test_index] = np.arange(len(test_index))
+            off = evaluation_sets(cfg, table["x"][:1])
+            cache["d"] = {"table": table, "test_index": test_index,
+                          "jitter": _Indexed(jittered, position),
+                          "noise": np.array_split(off["noise"], cfg.folds),
+                          "fashion": np.array_split(off["fashion"], cfg.folds)}
         return cache["d"]
 
     def describe() -> dict:
         d = load()
-        return {"mean": d["mean"], "std": d["std"], "y_train": d["y_train"], "y_test": d["y_test"],
-                "files_train": np.unique(d["files_train"]), "files_test": np.unique(d["files_test"]),
-                "n_eval": np.asarray([len(d[f"eval_{k}"]) for k in EVAL_SETS])}
+        table = d["table"]
+        stats = [(fd["mean"], fd["std"]) for fd in (fold_data(cfg, table, k) for k in range(cfg.folds))]
+        test = d["test_index"]
+        return {"mean": np.stack([m for m, _ in stats]), "std": np.stack([s for _, s in stats]),
+                "y": table["y"], "patch": table["patch"], "held_out": table["held_out"], "files": table["files"],
+                "test_index": test, "y_test": table["y"][test], "patch_test": table["patch"][test],
+                "n_train": np.asarray([np.sum(table["held_out"] != k) for k in range(cfg.folds)]),
+                "n_eval": np.asarray([len(test), sum(map(len, d["noise"])), len(test), sum(map(len, d["fashion"]))])}
 
     info = run.step("data", describe)
     arrays: dict[str, np.ndarray] = {"sizes": sizes, **{f"data/{k}": v for k, v in info.items()}}
@@ -359,37 +518,70 @@ def run(run: Run, cfg: HistologyConfig) -> dict:
     return {"arrays": arrays, "summary": _summary(cfg, arrays, modes)}
 
 
+class _Indexed:
+    """Rows of ``values`` addressed by table index through ``position`` (−1: not stored)."""
+
+    def __init__(self, values: np.ndarray, position: np.ndarray):
+        self.values, self.position = values, position
+
+    def __getitem__(self, index: np.ndarray) -> np.ndarray:
+        pos = self.position[index]
+        if np.any(pos < 0):
+            raise IndexError("image is never held out, it has no jittered copy")
+        return self.values[pos]
+
+
+def _interval_dict(rows: np.ndarray) -> dict:
+    return {k: {"estimate": float(r[0]), "low": float(r[1]), "high": float(r[2])}
+            for k, r in zip(("member", "ensemble", "difference"), rows)}
+
+
 def _summary(cfg: HistologyConfig, arrays: dict, modes: tuple[str, ...]) -> dict:
-    """Full-ensemble numbers against the mean member, per training mode, group and evaluation set."""
+    """Full-ensemble numbers against the mean member (95 % jackknife intervals over members), per
+    training mode, group and evaluation set; accuracy with a bootstrap interval over held-out patches."""
     n_eval = arrays["data/n_eval"]
     summary: dict = {
         "data": {
             "kind": cfg.data,
             "stand_in": cfg.data == "mini",
-            "note": ("tiny stand-in: crops of the 27 patches in data/histology (18 training patches from NCT-CRC-HE-100K, "
-                     "9 held-out patches from CRC-VAL-HE-7K); not representative of the full data set"
+            "note": ("tiny stand-in: crops of the 27 patches in data/histology (NCT-CRC-HE-100K and CRC-VAL-HE-7K), "
+                     + (f"{cfg.folds}-fold patch-level cross-validation, every patch held out once"
+                        if cfg.folds > 1 else "18 training patches, 9 held-out patches")
+                     + "; not representative of the full data set"
                      if cfg.data == "mini" else "NCT-CRC-HE-100K (training) and CRC-VAL-HE-7K (held out)"),
-            "n_train": int(len(arrays["data/y_train"])),
+            "folds": cfg.folds,
+            "n_train": [int(n) for n in arrays["data/n_train"]],
             "n_eval": {k: int(v) for k, v in zip(EVAL_SETS, n_eval)},
-            "train_patches": int(len(arrays["data/files_train"])),
-            "test_patches": int(len(arrays["data/files_test"])),
+            "patches": int(len(arrays["data/files"])),
+            "test_patches": int(len(np.unique(arrays["data/patch_test"]))),
             "image_size": cfg.image_size,
+            "patch_size": cfg.patch_size,
             "classes": list(CLASSES),
         },
         "loss": "cross_entropy", "optimizer": "adam", "ensemble_prediction": "mean of member logits",
+        "intervals": "95 %: jackknife over members (member vs ensemble); bootstrap over held-out patches (accuracy)",
         "chance_accuracy": 1 / len(CLASSES),
         "ensemble_sizes": arrays["sizes"].tolist(),
     }
     for mode in modes:
-        entry: dict = {"final_loss": float(arrays[f"{mode}/loss"][-1].mean())}
+        entry: dict = {"final_loss": float(arrays[f"{mode}/loss"][:, -1].mean())}
         for name in ("test", "jitter"):
-            entry[f"accuracy_{name}"] = {"member_mean": float(arrays[f"{mode}/{name}/member_accuracy"].mean()),
-                                         "member_std": float(arrays[f"{mode}/{name}/member_accuracy"].std()),
-                                         "ensemble": float(arrays[f"{mode}/{name}/accuracy"][-1])}
+            p = f"{mode}/{name}"
+            a = arrays[f"{p}/accuracy_patches"]
+            m = arrays[f"{p}/member_accuracy_patches"]
+            entry[f"accuracy_{name}"] = {
+                "member_mean": float(arrays[f"{p}/member_accuracy"].mean()),
+                "member_std": float(arrays[f"{p}/member_accuracy"].std()),
+                "ensemble": float(arrays[f"{p}/accuracy"][-1]),
+                "ensemble_patches": {"estimate": float(a[0]), "low": float(a[1]), "high": float(a[2])},
+                "member_patches": {"estimate": float(m[0]), "low": float(m[1]), "high": float(m[2])},
+            }
+            if f"{p}/mve_accuracy" in arrays:
+                entry[f"accuracy_{name}"]["members"] = _interval_dict(arrays[f"{p}/mve_accuracy"])
         for g in EVAL_GROUPS:
             for name in EVAL_SETS:
                 p = f"{mode}/{name}"
-                entry[f"{g}/{name}"] = {
+                item = {
                     "member_osp": float(arrays[f"{p}/member_osp_{g}"].mean()),
                     "ensemble_osp": float(arrays[f"{p}/osp_{g}"][-1]),
                     "member_consistent": float(arrays[f"{p}/member_consistent_{g}"].mean()),
@@ -399,6 +591,10 @@ def _summary(cfg: HistologyConfig, arrays: dict, modes: tuple[str, ...]) -> dict
                     # 1/√M for independent fluctuations around an invariant mean; ~1 for a systematic violation
                     "relative_spread": float(arrays[f"{p}/spread_{g}"][-1] / arrays[f"{p}/spread_{g}"][0]),
                 }
+                for key in ("osp", "kl", "rspread"):
+                    if f"{p}/mve_{key}_{g}" in arrays:
+                        item[key] = _interval_dict(arrays[f"{p}/mve_{key}_{g}"])
+                entry[f"{g}/{name}"] = item
         for name in EVAL_SETS:
             entry[f"agreement/{name}"] = float(arrays[f"{mode}/{name}/agreement"].mean())
             entry[f"margin/{name}"] = float(arrays[f"{mode}/{name}/margin"].mean())

@@ -3,7 +3,10 @@
 Inputs are spin configurations of a periodic L×L lattice sampled by Metropolis at the training
 temperatures; the target is the nearest-neighbour energy, standardised with the training
 statistics. The energy is invariant under rotations (the paper's group C4), reflections,
-translations and the global spin flip; ``group`` selects C4, D4 or D4xTxZ2.
+translations and the global spin flip; ``group`` selects C4, D4 or D4xTxZ2. The evaluation sets
+are cleaned against the training set: no evaluation input lies in the orbit of a training input,
+none is fixed by the whole group (its orbit spread would be 0 for any function), no two lie in one
+orbit; more inputs are drawn to keep ``n_eval``, and the counts are stored.
 
 Ensembles of MLPs (one hidden layer, several widths) and of CNNs with circular padding (global
 average pooling, dense head) in the NTK parametrisation are trained by full-batch gradient descent
@@ -12,16 +15,23 @@ times (log-spaced gradient steps, including initialisation) the runner measures,
 and off the training distribution (uniformly random configurations, configurations at another
 temperature, Gaussian "non-spin" lattices):
 
-* the orbit spread and equivariance error of every member and of ensembles of every size in
-  ``ensemble_sizes`` (averaged over disjoint sub-ensembles of the member pool);
+* the orbit spread, the relative orbit spread (spread over the RMS output on the orbit) and the
+  equivariance error of every member and of ensembles of every size in ``ensemble_sizes``
+  (averaged over disjoint sub-ensembles of the member pool, with 95 % bootstrap intervals);
+* at the last time, members against the full ensemble with 95 % jackknife intervals over members
+  (:func:`eqlib.metrics.member_vs_ensemble`) and the slope of log spread vs log M with a bootstrap
+  interval (:func:`slope_in_members`);
 * the energy RMSE (in units of J) of members and ensembles on the spin-configuration sets;
 * the infinite-width ensemble from ``eqlib.ntk`` at the same times: the orbit spread of its mean
   μ_t (zero under full augmentation, the theorem) and, from the covariance Σ_t of each orbit, the
-  predicted orbit spread of an M-member ensemble (Lemma B.4: the M-average is μ_t plus a Gaussian
-  of covariance Σ_t/M), by Monte Carlo over that Gaussian, plus the simpler scale √(Σ_t(x,x)/M).
+  predicted (relative) orbit spread of an M-member ensemble (Lemma B.4: the M-average is μ_t plus
+  a Gaussian of covariance Σ_t/M), by Monte Carlo over that Gaussian, plus the simpler scale
+  √(Σ_t(x,x)/M).
 
-Every stage is a cached ``run.step``; training checkpoints itself, so an interrupted run resumes.
-``quick`` fits a 2-core CPU in about two minutes; ``full`` is sized for one GPU.
+Every trained ensemble stores its loss at every step (``loss``: full batch, one step per epoch)
+and ``first_epoch_step_loss``, so a test can replay the first steps of a stored run. Every stage
+is a cached ``run.step``; training checkpoints itself, so an interrupted run resumes. ``quick``
+fits a 2-core CPU in about two minutes, ``reference`` in about twenty; ``full`` is sized for one GPU.
 """
 from __future__ import annotations
 
@@ -38,7 +48,8 @@ from ..data.ising import (gaussian_inputs, ising_energy, metropolis, random_conf
 from ..ensemble import TrainConfig, ensemble_apply, train_in_chunks
 from ..groups import FiniteGroup
 from ..breaking import predicted_subensemble_violation
-from ..metrics import ensemble_sizes, equivariance_error, orbit_spread, subensemble_statistics
+from ..metrics import (ensemble_sizes, equivariance_error, member_vs_ensemble, orbit_spread,
+                       relative_orbit_spread, subensemble_means, subensemble_statistics)
 from ..models import Architecture, cnn, mlp
 from ..ntk import ensemble_mean_cov
 from ..runner import Run, experiment
@@ -47,6 +58,8 @@ from ..runner import Run, experiment
 EVAL_SETS = ("test", "other_T", "random", "gaussian")
 #: Sets made of spin configurations, whose energy is a meaningful target (RMSE is reported there).
 SPIN_SETS = ("test", "other_T", "random")
+#: What ``data/removed_<set>`` counts, in order (see :func:`clean_evaluation_set`).
+REMOVAL_COUNTS = ("drawn", "leaked", "trivial", "duplicate", "kept")
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,7 @@ class IsingConfig:
     sweeps: int = 200                              # Metropolis sweeps per sample (independent chains)
     n_train: int = 48                              # configurations before augmentation
     n_eval: int = 64                               # inputs per evaluation set
+    clean_eval: bool = True                        # drop eval inputs in a training orbit, group-fixed, or repeated
     widths: tuple[int, ...] = (32, 128, 512)       # hidden widths of the one-hidden-layer MLPs
     plain_width: int = 512                         # MLP width of the no-augmentation control
     members: int = 128                             # MLP members per width
@@ -80,13 +94,74 @@ class IsingConfig:
 
 
 QUICK = IsingConfig()
+#: The largest widths and ensemble sizes of ``FULL`` that fit about 20 minutes on 2 idle CPU cores
+#: (MLP training dominates: ~0.2 / 2 / 9 ms per member-step at widths 128 / 512 / 2048 and 192
+#: training points, measured on the 2-core CPU under load; the estimate for the whole run is ~17 min).
+REFERENCE = IsingConfig(n_eval=128, widths=(128, 512, 2048), plain_width=2048, members=300,
+                        ensemble_sizes=(1, 3, 10, 30, 100, 300), cnn_members=256, n_times=9,
+                        ntk_samples=1000, ntk_batch=256, member_chunk=100)
 FULL = IsingConfig(n_train=128, n_eval=128, widths=(128, 512, 2048, 8192), plain_width=2048, members=1000,
                    ensemble_sizes=(1, 3, 10, 30, 100, 300, 1000), cnn_channels=(64, 64), cnn_members=256,
                    cnn_ntk=True, cnn_strategy="auto", cnn_learning_rate=0.75, steps=1000, n_times=9,
                    ntk_samples=1000, ntk_batch=256, member_chunk=250)
 
+#: Bootstrap resamples of the intervals over sub-ensembles (spread vs M) and over members (slope in M).
+NUM_BOOTSTRAP = 1000
+SLOPE_BOOTSTRAP = 200
+#: The slope of log spread vs log M is fitted over the sizes with at least this many disjoint sub-ensembles.
+SLOPE_MIN_SUBENSEMBLES = 4
+
 
 # ------------------------------------------------------------------------------------ data
+
+def orbit_keys(x: np.ndarray, group: FiniteGroup) -> list[bytes]:
+    """A canonical key per input, equal for two inputs iff they lie in one orbit: ``x: (n, L, L, 1)``.
+
+    The key is the lexicographically smallest of the byte strings of ``g·x`` over the group.
+    """
+    orbit = np.ascontiguousarray(np.asarray(group.orbit(np.asarray(x, np.float32))))   # (|G|, n, L, L, 1)
+    flat = orbit.reshape(group.order, len(x), -1)
+    return [min(flat[g, i].tobytes() for g in range(group.order)) for i in range(len(x))]
+
+
+def is_group_fixed(x: np.ndarray, group: FiniteGroup) -> np.ndarray:
+    """True for inputs that every group element maps to themselves (orbit of one point): ``(n,)``."""
+    orbit = np.asarray(group.orbit(np.asarray(x, np.float32)))
+    return np.all(orbit == orbit[:1], axis=tuple(range(2, orbit.ndim))).all(0)
+
+
+def clean_evaluation_set(draw: Callable[[int], np.ndarray], num: int, train_keys: set[bytes], group: FiniteGroup,
+                         max_rounds: int = 100) -> tuple[np.ndarray, dict[str, int]]:
+    """``num`` inputs from ``draw(round)`` (a batch per round), none in a training orbit.
+
+    An input is dropped when it lies in the orbit of a training input (``train_keys``, from
+    :func:`orbit_keys`: leaked), when the group fixes it (trivial: its orbit spread is 0 for every
+    function), or when it lies in the orbit of an input already kept (duplicate). Rounds are drawn
+    until ``num`` inputs are kept; round 0 is the batch a set without cleaning would have used.
+    Returns the inputs ``(num, ...)`` and the counts ``drawn, leaked, trivial, duplicate, kept``.
+    """
+    kept: list[np.ndarray] = []
+    seen: set[bytes] = set()
+    counts = {"drawn": 0, "leaked": 0, "trivial": 0, "duplicate": 0}
+    for r in range(max_rounds):
+        batch = draw(r)
+        fixed = is_group_fixed(batch, group)
+        for x, key, trivial in zip(batch, orbit_keys(batch, group), fixed):
+            if len(kept) == num:
+                break
+            counts["drawn"] += 1
+            reason = ("leaked" if key in train_keys else "trivial" if trivial
+                      else "duplicate" if key in seen else None)
+            if reason:
+                counts[reason] += 1
+                continue
+            seen.add(key)
+            kept.append(x)
+        if len(kept) == num:
+            return np.stack(kept), {**counts, "kept": num}
+    raise ValueError(f"only {len(kept)} of {num} clean evaluation inputs after {max_rounds} rounds "
+                     f"({counts}); the distribution has too few distinct orbits")
+
 
 def ising_data(cfg: IsingConfig) -> dict[str, np.ndarray]:
     """Training set and the four evaluation sets; energies standardised with training statistics.
@@ -94,28 +169,44 @@ def ising_data(cfg: IsingConfig) -> dict[str, np.ndarray]:
     Returns ``x: (n_train, L, L, 1)``, ``y: (n_train, 1)``, ``x_<set>: (n_eval, L, L, 1)``,
     ``y_<set>: (n_eval, 1)``, ``energy_mean``/``energy_std`` (in J) and the temperature of each
     training sample ``t_train``. Seeds: training data ``seed``, test ``seed+1``, other sets
-    ``seed+2 … seed+4``.
+    ``seed+2 … seed+4`` (round r > 0 of the cleaning: ``seed+1+7919·r`` for test, ``[seed+k, r]``
+    otherwise). Evaluation sets contain no input in the orbit of a training input under
+    ``cfg.group``, no input that the group fixes and no two inputs of one orbit
+    (:func:`clean_evaluation_set`; ``clean_eval=False`` keeps the first draw as it is);
+    ``removed_<set>`` holds the counts ``(drawn, leaked, trivial, duplicate, kept)``.
     """
     L, temps_train = cfg.size, cfg.train_temperatures
+    group = symmetry_group(cfg.group, L)
     x, temps = sample_temperatures(cfg.n_train, L, temps_train, cfg.sweeps, cfg.seed, cfg.coupling)
     energy = ising_energy(x, cfg.coupling)
     mean, std = float(energy.mean()), float(energy.std())
     if not std > 0:
         raise ValueError(f"all {cfg.n_train} training energies are equal ({mean}); "
                          "sample more configurations or at a higher temperature")
-    sets = {
-        "test": sample_temperatures(cfg.n_eval, L, temps_train, cfg.sweeps, cfg.seed + 1, cfg.coupling)[0],
-        "other_T": metropolis(cfg.n_eval, cfg.size, cfg.other_temperature, cfg.sweeps, [cfg.seed + 2], cfg.coupling),
-        "random": random_configurations(cfg.n_eval, cfg.size, [cfg.seed + 3]),
-        "gaussian": gaussian_inputs(cfg.n_eval, cfg.size, [cfg.seed + 4]),
+    n, s0 = cfg.n_eval, cfg.seed
+
+    def seeded(k: int, r: int) -> list[int]:
+        return [s0 + k] if r == 0 else [s0 + k, r]
+
+    draws = {
+        "test": lambda r: sample_temperatures(n, L, temps_train, cfg.sweeps, s0 + 1 + 7919 * r, cfg.coupling)[0],
+        "other_T": lambda r: metropolis(n, L, cfg.other_temperature, cfg.sweeps, seeded(2, r), cfg.coupling),
+        "random": lambda r: random_configurations(n, L, seeded(3, r)),
+        "gaussian": lambda r: gaussian_inputs(n, L, seeded(4, r)),
     }
+    train_keys = set(orbit_keys(x, group))
 
     def target(s):
         return ((ising_energy(s, cfg.coupling) - mean) / std)[:, None].astype(np.float32)
 
     out = {"x": x, "y": target(x), "t_train": temps, "energy_mean": np.asarray(mean), "energy_std": np.asarray(std)}
-    for name, s in sets.items():
+    for name, draw in draws.items():
+        if cfg.clean_eval:
+            s, counts = clean_evaluation_set(draw, n, train_keys, group)
+        else:
+            s, counts = draw(0), {"drawn": n, "leaked": 0, "trivial": 0, "duplicate": 0, "kept": n}
         out[f"x_{name}"], out[f"y_{name}"] = s, target(s)
+        out[f"removed_{name}"] = np.asarray([counts[k] for k in REMOVAL_COUNTS])
     return out
 
 
@@ -170,9 +261,8 @@ def orbit_blocks(cov: np.ndarray, group_order: int) -> np.ndarray:
 # -------------------------------------------------------------------------------- measuring
 
 def _architectures(cfg: IsingConfig) -> dict[str, tuple[Architecture, int]]:
-    archs = {f"mlp_w{w}": (mlp([w], out=1), cfg.members) for w in cfg.widths}
-    conv = cnn(list(cfg.cnn_channels), out=1, pool_after=[False] * len(cfg.cnn_channels), padding="CIRCULAR")
-    archs["cnn"] = (conv, cfg.cnn_members)
+    archs = {f"mlp_w{w}": (architecture(cfg, f"mlp_w{w}"), cfg.members) for w in cfg.widths}
+    archs["cnn"] = (architecture(cfg, "cnn"), cfg.cnn_members)
     return archs
 
 
@@ -183,12 +273,18 @@ def _orbit_inputs(data: dict, group: FiniteGroup) -> tuple[np.ndarray, list[int]
     return orbit_x, [group.order * len(x) for x in inputs]
 
 
+def _spreads(outputs: np.ndarray) -> dict[str, np.ndarray]:
+    """Input-averaged orbit spread and relative orbit spread: ``(..., |G|, n, 1) -> (...)`` each."""
+    return {"spread": orbit_spread(outputs).mean(-1),
+            "rel_spread": relative_orbit_spread(outputs, centre=False).mean(-1)}
+
+
 def _subensemble_metrics(data: dict, name: str) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-    """Per sub-ensemble of means ``(T, S, |G|, n, 1)``: input-averaged orbit spread and, on spin
-    sets, the energy RMSE in units of the standardised target, each ``(T, S)``."""
+    """Per sub-ensemble of means ``(T, S, |G|, n, 1)``: input-averaged orbit spread, relative
+    spread and, on spin sets, the energy RMSE in units of the standardised target, each ``(T, S)``."""
 
     def statistic(ens: np.ndarray) -> dict[str, np.ndarray]:
-        out = {"spread": orbit_spread(ens).mean(-1)}
+        out = _spreads(ens)
         if name in SPIN_SETS:
             err = ens[:, :, 0, :, 0] - data[f"y_{name}"][None, None, :, 0]
             out["rmse"] = np.sqrt((err ** 2).mean(-1))
@@ -197,35 +293,135 @@ def _subensemble_metrics(data: dict, name: str) -> Callable[[np.ndarray], dict[s
     return statistic
 
 
+def slope_in_members(member_outputs: np.ndarray, sizes: np.ndarray,
+                     statistic: Callable[[np.ndarray], dict[str, np.ndarray]],
+                     num_bootstrap: int = SLOPE_BOOTSTRAP, level: float = 0.95,
+                     min_subensembles: int = SLOPE_MIN_SUBENSEMBLES, seed: int = 0) -> dict[str, np.ndarray]:
+    """Slope of log(mean statistic) against log M, with a bootstrap interval over members.
+
+    ``member_outputs: (M, ...)``; ``statistic`` maps sub-ensemble means ``(S, ...)`` to a dict of
+    one value per sub-ensemble ``(S,)`` each. For each size k the statistic is averaged over the
+    ``M // k`` disjoint sub-ensembles of consecutive members; the fit uses the sizes with at
+    least ``min_subensembles`` of them (an ensemble that is the whole pool, or half of it, says
+    nothing about its own variability).
+
+    **Interval.** Each replicate resamples the M members with replacement
+    (``np.random.default_rng(seed)``), recomputes the whole curve — so the correlation between
+    sizes, which share members, is kept — and refits. Repeated members make a resampled pool
+    less diverse: its mean is as far from invariant as the original pool's (≈ variance/M), which
+    flattens the replicate curves a little. So the interval takes its *width* from the bootstrap
+    and its *centre* from the data: ``estimate + (q_(1−level)/2 − median, q_(1+level)/2 − median)``
+    of the replicate slopes. Returns ``{key: (3,)}`` (estimate, low, high) per key of the
+    statistic, and ``sizes``: the sizes fitted.
+    """
+    outputs = np.asarray(member_outputs)
+    sizes = np.asarray(sizes)
+    M = len(outputs)
+    use = sizes[(M // sizes) >= min_subensembles]
+    if len(use) < 2:
+        raise ValueError(f"need two sizes with ≥ {min_subensembles} disjoint sub-ensembles of the {M} members "
+                         f"to fit a slope, got sizes {sizes.tolist()}")
+    logm = np.log(use.astype(float))
+    centred = logm - logm.mean()
+
+    def fits(pool: np.ndarray) -> dict[str, float]:
+        curves: dict[str, list[float]] = {}
+        for k in use:
+            for key, v in statistic(subensemble_means(pool, int(k), axis=0)).items():
+                curves.setdefault(key, []).append(float(np.mean(v)))
+        return {key: float((np.log(c) * centred).sum() / (centred ** 2).sum()) for key, c in curves.items()}
+
+    estimate = fits(outputs)
+    rng = np.random.default_rng(seed)
+    reps = [fits(outputs[rng.integers(0, M, size=M)]) for _ in range(num_bootstrap)]
+    out: dict[str, np.ndarray] = {"sizes": use}
+    for key, value in estimate.items():
+        r = np.array([rep[key] for rep in reps])
+        lo, hi = np.percentile(r, [50 * (1 - level), 50 * (1 + level)]) - np.median(r)
+        out[key] = np.array([value, value + lo, value + hi])
+    return out
+
+
 def orbit_metrics(outputs: np.ndarray, counts: list[int], data: dict, group: FiniteGroup, sizes: np.ndarray,
-                  energy_std: float) -> dict[str, np.ndarray]:
-    """Orbit spread, equivariance error and RMSE of members and sub-ensembles at every measurement time.
+                  energy_std: float, num_bootstrap: int = NUM_BOOTSTRAP) -> dict[str, np.ndarray]:
+    """Orbit spreads, equivariance error and RMSE of members and sub-ensembles, with intervals.
 
     ``outputs: (T, M, P, 1)`` are member outputs on the stacked orbits of the evaluation sets
     (``P = Σ |G|·n``, split by ``counts``). For ensemble size k the M members are split into
     ``M // k`` disjoint sub-ensembles of consecutive members; their metrics are averaged.
-    Returns per set: ``member_spread (T, M)``, ``ensemble_spread``/``ensemble_spread_std (T, K)``,
-    ``member_eqerr``/``ensemble_eqerr (T,)``, ``ensemble_orbit_output (T, |G|, n)`` (all M
-    members), and on spin sets ``member_rmse (T, M)``, ``ensemble_rmse (T, K)`` in units of J.
+    Returns per set, for ``s`` in ``spread`` (orbit spread) and ``rel_spread`` (relative orbit
+    spread, :func:`eqlib.metrics.relative_orbit_spread` without centring):
+
+    * ``member_<s> (T, M)``; ``ensemble_<s>``, ``ensemble_<s>_std``, ``ensemble_<s>_low``,
+      ``ensemble_<s>_high (T, K)``: mean, std and 95 % bootstrap interval over sub-ensembles;
+    * ``mve_<s> (3, 3)`` at the last time: rows member mean, full ensemble, ensemble − member;
+      columns estimate, low, high (:func:`eqlib.metrics.member_vs_ensemble`, jackknife over members);
+    * ``slope_<s> (3,)`` at the last time: slope of log spread vs log M (:func:`slope_in_members`)
+      over the sizes ``slope_sizes``;
+    * ``member_eqerr``/``ensemble_eqerr (T,)``, ``ensemble_orbit_output (T, |G|, n)`` (all M members);
+    * on spin sets ``member_rmse (T, M)``, ``ensemble_rmse (T, K)`` and ``mve_rmse (3, 3)`` in J.
     """
     T, M = outputs.shape[:2]
     metrics: dict[str, np.ndarray] = {}
     for name, part in zip(EVAL_SETS, np.split(outputs, np.cumsum(counts)[:-1], axis=2)):
         orbit = part.reshape(T, M, group.order, -1, 1)                                # (T, M, |G|, n, 1)
-        metrics[f"member_spread/{name}"] = orbit_spread(orbit).mean(-1)               # (T, M)
+        for stat, value in _spreads(orbit).items():
+            metrics[f"member_{stat}/{name}"] = value                                  # (T, M)
         stats = subensemble_statistics(orbit, sizes, _subensemble_metrics(data, name), axis=1,
-                                       num_bootstrap=0)                               # blocks on axis 1
-        metrics[f"ensemble_spread/{name}"] = stats["spread"].estimate.T                # (T, K)
-        metrics[f"ensemble_spread_std/{name}"] = stats["spread"].std.T                 # (T, K)
+                                       num_bootstrap=num_bootstrap)                   # blocks on axis 1
+        final = orbit[-1]                                                              # (M, |G|, n, 1)
+        for stat in ("spread", "rel_spread"):
+            st = stats[stat]
+            for part_name, value in (("", st.estimate), ("_std", st.std), ("_low", st.low), ("_high", st.high)):
+                metrics[f"ensemble_{stat}{part_name}/{name}"] = value.T                # (T, K)
+            if M >= 2:
+                mve = member_vs_ensemble(final, lambda o, stat=stat: _spreads(o)[stat])
+                metrics[f"mve_{stat}/{name}"] = _interval_table(mve)
+        if np.sum(M // sizes >= SLOPE_MIN_SUBENSEMBLES) >= 2:
+            fit = slope_in_members(final, sizes, _spreads, min(num_bootstrap, SLOPE_BOOTSTRAP))
+            for stat in ("spread", "rel_spread"):
+                metrics[f"slope_{stat}/{name}"] = fit[stat]                            # (3,)
+            metrics["slope_sizes"] = fit["sizes"]
         full = orbit.mean(1)                                                           # (T, |G|, n, 1)
         metrics[f"member_eqerr/{name}"] = equivariance_error(orbit, group).mean((1, 2))
         metrics[f"ensemble_eqerr/{name}"] = equivariance_error(full, group).mean(1)
         metrics[f"ensemble_orbit_output/{name}"] = full[..., 0]                        # (T, |G|, n)
         if name in SPIN_SETS:
-            err = orbit[:, :, 0, :, 0] - data[f"y_{name}"][None, None, :, 0]
+            target = data[f"y_{name}"][:, 0]
+            err = orbit[:, :, 0, :, 0] - target[None, None]
             metrics[f"member_rmse/{name}"] = energy_std * np.sqrt((err ** 2).mean(-1))    # (T, M) in J
             metrics[f"ensemble_rmse/{name}"] = energy_std * stats["rmse"].estimate.T      # (T, K) in J
+            if M >= 2:
+                def rmse(o):                                                            # (m, |G|, n, 1) -> (m,)
+                    return energy_std * np.sqrt(((o[:, 0, :, 0] - target) ** 2).mean(-1))
+                metrics[f"mve_rmse/{name}"] = _interval_table(member_vs_ensemble(final, rmse))
     return metrics
+
+
+def _interval_table(mve: dict) -> np.ndarray:
+    """``member_vs_ensemble``'s answer as ``(3, 3)``: rows member, ensemble, difference; columns estimate, low, high."""
+    return np.array([[float(mve[k].estimate), float(mve[k].low), float(mve[k].high)]
+                     for k in ("member", "ensemble", "difference")])
+
+
+def training_config(cfg: IsingConfig, key: str) -> TrainConfig:
+    """The optimiser settings of the ensemble ``key`` (``"mlp_w512_aug"``, ``"cnn_plain"`` …)."""
+    is_mlp = key.startswith("mlp")
+    return TrainConfig(loss="mse", optimizer="sgd", learning_rate=cfg.learning_rate if is_mlp else cfg.cnn_learning_rate,
+                       epochs=cfg.steps, strategy=cfg.mlp_strategy if is_mlp else cfg.cnn_strategy)
+
+
+def training_sets(data: dict, group: FiniteGroup) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The training inputs and targets of each mode: ``aug`` (full orbit) and ``plain``."""
+    augmented = augment_full_orbit(data["x"], data["y"], group)
+    return {"aug": (np.asarray(augmented.x), np.asarray(augmented.y)), "plain": (data["x"], data["y"])}
+
+
+def architecture(cfg: IsingConfig, key: str) -> Architecture:
+    """The member architecture of the ensemble ``key`` (``"mlp_w512_aug"``, ``"cnn_aug"`` …)."""
+    if key.startswith("mlp_w"):
+        return mlp([int(key[len("mlp_w"):].split("_")[0])], out=1)
+    return cnn(list(cfg.cnn_channels), out=1, pool_after=[False] * len(cfg.cnn_channels), padding="CIRCULAR")
 
 
 def member_seed(cfg: IsingConfig, key: str) -> int:
@@ -243,10 +439,8 @@ def _train_and_measure(run: Run, cfg: IsingConfig, key: str, arch: Architecture,
     evaluation orbits at ``times``; then compute the metrics of :func:`orbit_metrics`."""
     net = arch.flax()
     seed = member_seed(cfg, key)
-    is_mlp = key.startswith("mlp")
-    strategy = cfg.mlp_strategy if is_mlp else cfg.cnn_strategy
-    learning_rate = cfg.learning_rate if is_mlp else cfg.cnn_learning_rate
-    train = TrainConfig(loss="mse", optimizer="sgd", learning_rate=learning_rate, epochs=cfg.steps, strategy=strategy)
+    train = training_config(cfg, key)
+    strategy = train.strategy
     orbit_x, counts = _orbit_inputs(data, group)
     wanted = {int(t) for t in times}
 
@@ -256,7 +450,7 @@ def _train_and_measure(run: Run, cfg: IsingConfig, key: str, arch: Architecture,
         return {"time": np.asarray(epoch),
                 "outputs": np.asarray(ensemble_apply(net, params, orbit_x, batch_size=1024, strategy=strategy))}
 
-    outputs, losses = [], []
+    outputs, losses, first = [], [], []
     for _, history in train_in_chunks(net, x, y, train, members, cfg.member_chunk, seed, run.checkpoint_path,
                                       f"train_{key}", on_epoch_end=record, checkpoint_every=cfg.checkpoint_every,
                                       progress=run.show_progress):
@@ -264,10 +458,17 @@ def _train_and_measure(run: Run, cfg: IsingConfig, key: str, arch: Architecture,
             raise RuntimeError(f"{key}: measured at steps {history['time']}, expected {times}")
         outputs.append(history["outputs"])                                          # (T, m, P, 1)
         losses.append(history["loss"])                                              # (steps, m)
+        first.append(history["first_epoch_step_loss"])                              # (m, 1): full batch
     sizes = ensemble_sizes(cfg.ensemble_sizes, members)
     out = orbit_metrics(np.concatenate(outputs, 1), counts, data, group, sizes, float(data["energy_std"]))
-    out.update({"time": times, "loss": np.concatenate(losses, 1), "sizes": sizes, "seed": np.asarray(seed)})
+    # full-batch training: one step per epoch, so ``loss`` (steps, M) holds every step's loss
+    out.update({"time": times, "loss": np.concatenate(losses, 1), "sizes": sizes, "seed": np.asarray(seed),
+                "first_epoch_step_loss": np.concatenate(first, 0)})
     return out
+
+
+def _relative_spread(outputs: np.ndarray) -> np.ndarray:
+    return relative_orbit_spread(outputs, centre=False)
 
 
 def _ntk_prediction(cfg: IsingConfig, arch: Architecture, x, y, data, group: FiniteGroup, times: np.ndarray,
@@ -280,6 +481,7 @@ def _ntk_prediction(cfg: IsingConfig, arch: Architecture, x, y, data, group: Fin
     for s_idx, name in enumerate(EVAL_SETS):
         inputs = data[f"x_{name}"]
         mean_spread, means, variance, pred, pred_std, eq_sq, rmse_sq = [], [], [], [], [], [], []
+        pred_rel, pred_rel_var = [], []
         for c_idx, start in enumerate(range(0, len(inputs), per_call)):
             part = inputs[start:start + per_call]
             orbit = np.asarray(group.orbit(part)).reshape((-1,) + part.shape[1:])
@@ -292,6 +494,11 @@ def _ntk_prediction(cfg: IsingConfig, arch: Architecture, x, y, data, group: Fin
             eq_sq.append(expected_squared_orbit_spread(blocks))                         # (T, c), M = 1
             mc = [predicted_orbit_spread(mu[t], p.covariance[t], group.order, sizes, cfg.ntk_samples,
                                          seed=[cfg.seed, s_idx, c_idx]) for t in range(len(times))]
+            rel = np.stack([predicted_subensemble_violation(
+                mu[t].reshape(group.order, -1, 1), p.covariance[t], sizes, cfg.ntk_samples,
+                seed=[cfg.seed, s_idx, c_idx], violation=_relative_spread) for t in range(len(times))])
+            pred_rel.append(rel.mean(-1) * len(part))                                   # (T, K), weighted
+            pred_rel_var.append(rel.var(-1) * len(part) ** 2)
             pred.append(np.stack([m for m, _ in mc]) * len(part))                       # weighted by part size
             pred_std.append(np.stack([s for _, s in mc]) ** 2 * len(part) ** 2)
             if name in SPIN_SETS:
@@ -304,6 +511,8 @@ def _ntk_prediction(cfg: IsingConfig, arch: Architecture, x, y, data, group: Fin
         out[f"predicted_spread/{name}"] = sum(pred) / n                               # (T, K)
         # the parts are independent draws: the std of the average combines their variances
         out[f"predicted_spread_std/{name}"] = np.sqrt(sum(pred_std)) / n              # (T, K)
+        out[f"predicted_rel_spread/{name}"] = sum(pred_rel) / n                       # (T, K)
+        out[f"predicted_rel_spread_std/{name}"] = np.sqrt(sum(pred_rel_var)) / n      # (T, K)
         if name in SPIN_SETS:
             out[f"rmse/{name}"] = energy_std * np.sqrt(sum(rmse_sq) / n)              # (T,) in J
     return out
@@ -311,19 +520,18 @@ def _ntk_prediction(cfg: IsingConfig, arch: Architecture, x, y, data, group: Fin
 
 # ------------------------------------------------------------------------------------- run
 
-@experiment("ising", quick=QUICK, full=FULL)
+@experiment("ising", quick=QUICK, reference=REFERENCE, full=FULL)
 def run(run: Run, cfg: IsingConfig) -> dict:
     """Ising energy regression: MLP and CNN ensembles with/without full augmentation vs the NTK prediction."""
     group = symmetry_group(cfg.group, cfg.size)
     data = run.step("data", lambda: ising_data(cfg))
     times = measurement_times(cfg.steps, cfg.n_times)
-    augmented = augment_full_orbit(data["x"], data["y"], group)
-    train_sets = {"aug": (np.asarray(augmented.x), np.asarray(augmented.y)), "plain": (data["x"], data["y"])}
+    train_sets = training_sets(data, group)
     archs = _architectures(cfg)
     jobs = [(f"mlp_w{w}", "aug") for w in cfg.widths] + [(f"mlp_w{cfg.plain_width}", "plain"),
                                                        ("cnn", "aug"), ("cnn", "plain")]
     if f"mlp_w{cfg.plain_width}" not in archs:
-        archs[f"mlp_w{cfg.plain_width}"] = (mlp([cfg.plain_width], out=1), cfg.members)
+        archs[f"mlp_w{cfg.plain_width}"] = (architecture(cfg, f"mlp_w{cfg.plain_width}"), cfg.members)
 
     arrays: dict[str, np.ndarray] = {"times": times, **{f"data/{k}": v for k, v in data.items()}}
     for arch_key, mode in jobs:
@@ -350,13 +558,19 @@ def run(run: Run, cfg: IsingConfig) -> dict:
 def _summary(arrays: dict, group: FiniteGroup, jobs) -> dict:
     """Final-time numbers per trained ensemble and evaluation set, with the NTK prediction when there is one.
 
-    ``ensemble_*`` refer to the ensemble of all members; ``predicted_ensemble_spread`` is the mean
+    ``ensemble_*`` refer to the ensemble of all members; ``member_vs_ensemble_<stat>`` are
+    ``[estimate, low, high]`` of the member mean, the full ensemble and their difference (95 %
+    jackknife intervals over members); ``slope_<stat>`` the slope of log spread vs log M with its
+    95 % bootstrap interval; ``evaluation_sets`` the cleaning counts of each set (leaked into a
+    training orbit, fixed by the group, duplicate orbit, kept). ``predicted_ensemble_spread`` is the mean
     input-averaged orbit spread of ``N(μ_t, Σ_t/M)`` draws; ``predicted_distance`` is
     ``√(mean_x Σ_t(x,x)/M)``, the predicted RMS distance of the ensemble from μ_t (at the
     untransformed inputs), measured as ``distance_from_ntk_mean``.
     """
     summary: dict = {"group": group.name, "group_order": group.order,
-                     "measurement_times": arrays["times"].tolist(), "energy_std_J": float(arrays["data/energy_std"])}
+                     "measurement_times": arrays["times"].tolist(), "energy_std_J": float(arrays["data/energy_std"]),
+                     "evaluation_sets": {name: dict(zip(REMOVAL_COUNTS, arrays[f"data/removed_{name}"].tolist()))
+                                         for name in EVAL_SETS}}
     for arch_key, mode in jobs:
         key = f"{arch_key}_{mode}"
         ntk_key = f"ntk_{'mlp' if arch_key.startswith('mlp') else 'cnn'}_{mode}"
@@ -368,6 +582,12 @@ def _summary(arrays: dict, group: FiniteGroup, jobs) -> dict:
                  "ensemble_spread": float(arrays[f"{key}/ensemble_spread/{name}"][-1, -1]),
                  "member_eqerr": float(arrays[f"{key}/member_eqerr/{name}"][-1]),
                  "ensemble_eqerr": float(arrays[f"{key}/ensemble_eqerr/{name}"][-1])}
+            for stat in ("spread", "rel_spread", "rmse"):
+                if f"{key}/mve_{stat}/{name}" in arrays:
+                    e[f"member_vs_ensemble_{stat}"] = dict(zip(
+                        ("member", "ensemble", "difference"), arrays[f"{key}/mve_{stat}/{name}"].tolist()))
+                if f"{key}/slope_{stat}/{name}" in arrays:
+                    e[f"slope_{stat}"] = arrays[f"{key}/slope_{stat}/{name}"].tolist()
             if name in SPIN_SETS:
                 e["member_rmse_J"] = float(arrays[f"{key}/member_rmse/{name}"][-1].mean())
                 e["ensemble_rmse_J"] = float(arrays[f"{key}/ensemble_rmse/{name}"][-1, -1])
