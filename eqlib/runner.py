@@ -661,31 +661,44 @@ def run_label(meta: dict[str, Any]) -> str:
 
 
 def chapter_results(experiment: str, preset: str | None = None, *, live: tuple[str, ...] = ("quick",),
-                    verbose: bool = False) -> tuple[Arrays, dict[str, Any]]:
+                    verbose: bool = False, root: str | os.PathLike | None = None,
+                    stored_root: str | os.PathLike | None = None) -> tuple[Arrays, dict[str, Any]]:
     """What a chapter shows for ``experiment`` at ``preset`` (argument, ``$EQLIB_PRESET``, ``quick``).
 
-    A preset in ``live`` is run (resuming from the results cache) and its results returned. Any
-    other size is never trained inside a notebook: the stored run (:func:`stored_results`) is
-    returned, else a finished local run of that preset; when there is neither, the one command
-    that produces it is printed and the quick run is shown instead, with
-    ``meta["fallback_from"]`` naming the preset that was asked for (:func:`run_label` says so).
+    A preset in ``live`` is run (resuming from the results cache under ``root``) and its results
+    returned. Any other size is never trained inside a notebook: the stored run
+    (:func:`stored_results`, under ``stored_root``) is returned, else a finished local run of that
+    preset; when there is neither — or the experiment has no such preset — the quick run is shown
+    instead, ``meta["fallback_from"]`` names the preset that was asked for and ``meta["note"]``
+    says why and gives the one command that produces it (:func:`run_label` mentions it). Every
+    returned ``meta`` has a ``note`` ("" when the asked preset is shown).
     """
     exp = get_experiment(experiment)
-    preset = preset_name(preset, valid=tuple(exp.presets))
-    if preset in live:
-        run_experiment(experiment, preset, verbose=verbose)
-        return latest_results(experiment, preset)
-    loaders = [lambda: latest_results(experiment, preset)]
-    if preset in STORED_PRESETS:
-        loaders.insert(0, lambda: stored_results(experiment, preset))
-    for load in loaders:
-        try:
-            return load()
-        except FileNotFoundError:
-            continue
-    print(f"No {preset} run of {experiment!r} is stored or cached here. It is not trained inside "
-          f"the book; produce it with\n  python -m eqlib run {experiment} --preset {preset} --store\n"
-          f"then build again. Showing the quick run instead.")
-    arrays, meta = chapter_results(experiment, live[0], live=live, verbose=verbose)
-    meta["fallback_from"] = preset
+    asked = preset_name(preset)
+    if asked in live:
+        run_experiment(experiment, asked, root, verbose=verbose)
+        arrays, meta = latest_results(experiment, asked, root)
+        meta["note"] = ""
+        return arrays, meta
+    if asked not in exp.presets:
+        note = (f"{experiment!r} has no {asked!r} preset (only {', '.join(exp.presets)}); "
+                f"showing the {live[0]} preset.")
+    else:
+        loaders = [lambda: latest_results(experiment, asked, root)]
+        if asked in STORED_PRESETS:
+            loaders.insert(0, lambda: stored_results(experiment, asked, stored_root))
+        for load in loaders:
+            try:
+                arrays, meta = load()
+            except FileNotFoundError:
+                continue
+            meta["note"] = ""
+            return arrays, meta
+        note = (f"No {asked} run of {experiment!r} is stored or cached here; it is not trained "
+                f"inside the book. Produce it with:  python -m eqlib run {experiment} --preset "
+                f"{asked} --store  — then build again. Showing the {live[0]} preset instead.")
+    print(note)
+    arrays, meta = chapter_results(experiment, live[0], live=live, verbose=verbose, root=root,
+                                   stored_root=stored_root)
+    meta["fallback_from"], meta["note"] = asked, note
     return arrays, meta

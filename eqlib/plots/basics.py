@@ -84,8 +84,15 @@ def target_orbit(orbit: np.ndarray, targets: np.ndarray, group: Transformations)
     return fig
 
 
-def ensemble_spread_bars(spread: Mapping[tuple[str, str, str], float], members: int) -> Figure:
-    """Orbit spread of members and ensembles; ``spread[training, data, "member" | "ensemble"]``."""
+def ensemble_spread_bars(spread: Mapping[tuple[str, str, str], float], members: int,
+                         intervals: Mapping[tuple[str, str, str], tuple[float, float]] | None = None,
+                         label: str | None = None) -> Figure:
+    """Orbit spread of members and ensembles; ``spread[training, data, "member" | "ensemble"]``.
+
+    ``intervals[training, data, kind] = (low, high)`` (optional, e.g. 95 % jackknife intervals
+    over members) are drawn as error bars; ``label`` (e.g. :func:`eqlib.runner.run_label`) names
+    the run under the axes.
+    """
     data = list(dict.fromkeys(key[1] for key in spread))
     bars = [("augmented", "member", "tab:blue"), ("augmented", "ensemble", "tab:green"),
             ("no augmentation", "member", "tab:gray"),
@@ -93,14 +100,23 @@ def ensemble_spread_bars(spread: Mapping[tuple[str, str, str], float], members: 
     fig, ax = plt.subplots(figsize=(7, 3.2))
     positions, width = np.arange(len(data)), 0.2
     for k, (training, kind, colour) in enumerate(bars):
-        values = [spread[training, d, kind] for d in data]
+        values = np.array([spread[training, d, kind] for d in data], dtype=float)
+        errors = None
+        if intervals is not None:
+            bounds = np.array([intervals[training, d, kind] for d in data], dtype=float)  # (D, 2)
+            errors = np.clip(np.stack([values - bounds[:, 0], bounds[:, 1] - values]), 0, None)
         ax.bar(positions + (k - 1.5) * width, values, width, label=f"{kind} ({training})",
-               color=colour)
+               color=colour, yerr=errors, capsize=3 if errors is not None else 0,
+               error_kw={"elinewidth": 1, "ecolor": "black"})
     ax.set_xticks(positions, [f"{d} images" for d in data])
     ax.set_xlabel("inputs on which the orbit spread is measured")
     ax.set_ylabel("orbit spread of the output\n(std over the 4 rotations)")
     ax.set_title(f"Members vs ensemble of M = {members} MLPs (lower = more invariant)")
     ax.legend(fontsize=8)
+    if label:
+        fig.text(0.5, -0.04, f"run: {label}" + ("; bars: 95 % jackknife intervals over members"
+                                                 if intervals is not None else ""),
+                 ha="center", va="top", fontsize=7, color="0.3")
     return fig
 
 
