@@ -24,8 +24,8 @@ def _data_available() -> bool:
 
 needs_data = pytest.mark.skipif(not _data_available(), reason="FashionMNIST or MNIST files not found locally")
 
-TINY = dict(n_train=256, n_eval=24, n_epoch_eval=8, widths=(2,), members=2, ensemble_sizes=(1, 2), epochs=1,
-            batch_size=32, cont_width=2, cont_groups=("C8",), cont_members=2, n_angles=8, n_cont_eval=8)
+TINY = dict(n_train=256, n_eval=24, n_acc_eval=40, n_epoch_eval=8, widths=(2,), members=2, ensemble_sizes=(1, 2),
+            epochs=1, batch_size=32, cont_width=2, cont_groups=("C8",), cont_members=2, n_angles=8, n_cont_eval=8)
 
 
 def test_osp_by_ensemble_size_on_hand_made_logits():
@@ -83,12 +83,53 @@ def test_agreement_kappa_and_config_validation():
     assert fx.covering_kappa(1) == pytest.approx(2.0)
     assert fx.covering_kappa(4) == pytest.approx(2 * math.sin(math.pi / 8))
     assert fx.covering_kappa(4) > fx.covering_kappa(8) > fx.covering_kappa(16)
-    assert fx.member_architecture(36).num_params((28, 28, 1)) == pytest.approx(120_000, rel=0.02)
+    assert fx.member_architecture(36, head="gap").num_params((28, 28, 1)) == pytest.approx(120_000, rel=0.02)
+    # flatten head: 3×3 convs 1→16→32→64 plus a dense layer on the 7×7×64 feature map
+    convs = (9 * 1 + 1) * 16 + (9 * 16 + 1) * 32 + (9 * 32 + 1) * 64
+    assert fx.member_architecture(16).num_params((28, 28, 1)) == convs + (7 * 7 * 64 + 1) * 10
+    with pytest.raises(ValueError, match="head"):
+        fx.FashionMNISTConfig(head="max")
+    with pytest.raises(ValueError, match="members"):
+        fx.FashionMNISTConfig(members=1)
     with pytest.raises(ValueError, match="cont_width"):
         fx.FashionMNISTConfig(widths=(8,), cont_width=16)
     with pytest.raises(ValueError, match="cont_groups"):
         fx.FashionMNISTConfig(cont_groups=("C5",))
-    assert [k for k, *_ in fx.ensemble_keys(fx.QUICK)] == ["c8_C4", "c8_none", "c16_C4", "c16_none", "c8_C8", "c8_C16"]
+    assert [k for k, *_ in fx.ensemble_keys(fx.QUICK)] == ["c8_C4", "c8_none", "c8_C8", "c8_C16"]
+    assert fx.ensemble_keys(fx.REFERENCE)[:2] == [("c16_C4", 16, "C4", fx.REFERENCE.members),
+                                                 ("c16_none", 16, "none", fx.REFERENCE.members)]
+    assert fx.REFERENCE.n_train == 60_000 and fx.REFERENCE.members >= 16
+    from eqlib.runner import get_experiment
+
+    assert get_experiment("fashion_mnist").presets["reference"] == fx.REFERENCE
+
+
+def test_orbit_statistics_members_against_ensemble():
+    # two members, C2-like orbit: member 1 is member 0 with its orbit swapped (a rotated twin),
+    # so the ensemble (mean logits) is exactly invariant while neither member is
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(2, 30, 4))                                    # (|G|, n, C)
+    logits = np.stack([base, base[::-1]])                                 # (M=2, |G|, n, C)
+    labels = base[0].argmax(-1)
+    out = fx.orbit_statistics(logits, labels)
+    assert set(out) == {"osp", "kl", "rel_spread", "acc", "acc_orbit"}
+    for name, a in out.items():
+        assert a.shape == (3, 3), name
+        np.testing.assert_allclose(a[2, 0], a[1, 0] - a[0, 0], atol=1e-12)   # difference = ensemble − member
+        assert np.all(a[:, 1] <= a[:, 0] + 1e-12) and np.all(a[:, 0] <= a[:, 2] + 1e-12)
+    assert out["osp"][1, 0] == 2.0 and out["osp"][0, 0] < 2.0            # ensemble invariant, members not
+    assert out["kl"][1, 0] < 1e-12 < out["kl"][0, 0]
+    assert out["rel_spread"][1, 0] < 1e-6 < out["rel_spread"][0, 0]
+    np.testing.assert_allclose(out["acc"][0, 0], ((base[0].argmax(-1) == labels).mean()
+                                                  + (base[1].argmax(-1) == labels).mean()) / 2)
+    table = fx.intervals_table(out, "{:.2f}")
+    assert table["osp"]["ensemble"].startswith("2.00 [")
+    cont = fx.continuous_by_ensemble_size(logits, [1, 2])
+    np.testing.assert_allclose(cont["ensemble_kl"][0], cont["member_kl"].mean())
+    assert cont["ensemble_kl"][1] < 1e-12 and cont["ensemble_rel_spread"][1] < 1e-6
+    assert cont["ensemble_kl_std"].shape == (2,)
+    with pytest.raises(ValueError, match="M, \\|G\\|, n, C"):
+        fx.orbit_statistics(logits[0])
 
 
 @needs_data
@@ -102,12 +143,20 @@ def test_runner_end_to_end_and_resume(tmp_path, capsys):
     assert meta["config"]["members"] == 2 and meta["config"]["n_train"] == 256
     assert meta["summary"]["ensemble_prediction"] == "mean of member logits"
     assert meta["summary"]["params"]["c2"] > 0
+    assert meta["config"]["head"] == "flatten"
 
     arrays, loaded = latest_results("fashion_mnist", "quick", root=tmp_path, allow_modified=True)
     assert loaded["config_hash"] == meta["config_hash"]
     assert arrays["angles"].shape == (8,)
     for key, members in (("c2_C4", 2), ("c2_none", 2), ("c2_C8", 2)):
         assert arrays[f"{key}/loss"].shape == (1, members)                          # (epochs, M)
+        steps = 256 // 32
+        step_loss = arrays[f"{key}/first_epoch_step_loss"]                         # (M, steps)
+        assert step_loss.shape == (members, steps) and step_loss.dtype == np.float32
+        np.testing.assert_allclose(step_loss.mean(1), arrays[f"{key}/loss"][0], rtol=1e-5)
+        iv = arrays[f"{key}/interval/acc_full/test"]
+        assert iv.shape == (3, 3) and 0 <= iv[0, 0] <= 1
+        assert arrays[f"{key}/member_acc_full/test"].shape == (members,)
         np.testing.assert_array_equal(arrays[f"{key}/epochs"], [0, 1])
         np.testing.assert_array_equal(arrays[f"{key}/sizes"], [1, 2])
         for name in fx.EVAL_SETS:
@@ -124,12 +173,24 @@ def test_runner_end_to_end_and_resume(tmp_path, capsys):
             assert arrays[f"{key}/epoch/ensemble_osp/{name}"].shape == (2,)
             osp = arrays[f"{key}/member_osp/{name}"]
             assert np.all((osp >= 1) & (osp <= 4))
+            logits = arrays[f"{key}/logits/{name}"]
+            assert logits.shape == (members, 4, 24, 10) and logits.dtype == np.float16
+            # the stored statistics are recomputable from the stored float16 logits
+            again = fx.orbit_statistics(logits, arrays["y_test"] if name == "test" else None)
+            for stat, value in again.items():
+                np.testing.assert_allclose(arrays[f"{key}/interval/{stat}/{name}"], value, rtol=1e-12)
+            np.testing.assert_allclose(arrays[f"{key}/member_kl/{name}"], fx.STATISTICS["kl"](logits))
+            assert arrays[f"{key}/ensemble_rel_spread/{name}"].shape == (2,)
+            assert arrays[f"{key}/epoch/member_kl/{name}"].shape == (2, members)
+            assert arrays[f"{key}/epoch/ensemble_rel_spread/{name}"].shape == (2,)
         assert arrays[f"{key}/member_acc/test"].shape == (members,)
         assert arrays[f"{key}/ensemble_acc_orbit/test"].shape == (2,)
         agreement = arrays[f"{key}/so2/ensemble_agreement/test"]
         assert agreement.shape == (8,) and agreement[0] == 1.0
         assert arrays[f"{key}/so2/member_agreement/test"].shape == (2, 8)
         assert arrays[f"{key}/so2/member_acc/test"].shape == (2, 8)
+        assert arrays[f"{key}/so2/logits/test"].shape == (2, 8, 8, 10)
+        assert arrays[f"{key}/so2/interval/kl/test"].shape == (3, 3)
     assert loaded["summary"]["c2_C8"]["so2"]["kappa"] == pytest.approx(fx.covering_kappa(8))
 
     capsys.readouterr()

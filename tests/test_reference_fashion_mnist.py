@@ -1,0 +1,76 @@
+"""The stored FashionMNIST reference run still matches the code: its config is REFERENCE, and member 0
+of its C4 ensemble, rebuilt from the stored config and retrained alone, takes the same first steps.
+
+``results/reference/fashion_mnist/reference/`` is produced by
+``python -m eqlib run fashion_mnist --preset reference --store``. The same check runs on a tiny
+run made here, so the logic is tested whether or not the stored run exists.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from eqlib.ensemble import replay_steps
+from eqlib.experiments import fashion_mnist as fx
+from eqlib.groups import get_group
+from eqlib.presets import config_dict
+from eqlib.runner import latest_results, run_experiment, stored_results
+
+from test_experiment_fashion_mnist import TINY, needs_data
+
+STEPS = 10
+
+
+def config_from_meta(meta: dict) -> fx.FashionMNISTConfig:
+    """The :class:`FashionMNISTConfig` a results file was made with (JSON lists back to tuples)."""
+    fields = {f.name for f in dataclasses.fields(fx.FashionMNISTConfig)}
+    stored = meta["config"]
+    if set(stored) != fields:
+        raise AssertionError(f"stored config fields differ from the code's: {sorted(set(stored) ^ fields)}")
+    return fx.FashionMNISTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
+
+
+def replay_member_zero(arrays: dict, cfg: fx.FashionMNISTConfig, steps: int = STEPS) -> tuple[np.ndarray, np.ndarray]:
+    """(replayed, stored) first ``steps`` step losses of member 0 of the C4 ensemble at the first width."""
+    width = cfg.widths[0]
+    data = fx.load_sets(cfg, fx.select_data(cfg))
+    module = fx.member_architecture(width, cfg.parametrization, cfg.head).flax()
+    replayed = replay_steps(module, data["x_train"], data["y_train"], fx.train_config(cfg), seed=cfg.seed,
+                            member=0, steps=steps, group=get_group("C4"))
+    return replayed, np.asarray(arrays[f"c{width}_C4/first_epoch_step_loss"])[0, :steps]
+
+
+def _stored_reference():
+    try:
+        return stored_results("fashion_mnist", "reference")
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+
+
+@needs_data
+def test_stored_reference_run_is_the_reference_preset_and_replays():
+    arrays, meta = _stored_reference()
+    cfg = config_from_meta(meta)
+    assert cfg == fx.REFERENCE, "the stored run was made with another config than REFERENCE"
+    assert config_dict(cfg) == config_dict(fx.REFERENCE)
+    assert meta["preset"] == "reference" and not meta.get("modified")
+    replayed, stored = replay_member_zero(arrays, cfg)
+    np.testing.assert_allclose(replayed, stored, rtol=1e-4)
+
+
+@needs_data
+def test_replay_check_on_a_tiny_stored_run(tmp_path):
+    run_experiment("fashion_mnist", preset="quick", root=tmp_path, verbose=False, **TINY)
+    arrays, meta = latest_results("fashion_mnist", "quick", root=tmp_path, allow_modified=True)
+    cfg = config_from_meta(meta)
+    assert cfg == dataclasses.replace(fx.QUICK, **TINY)
+    replayed, stored = replay_member_zero(arrays, cfg, steps=5)
+    assert stored.shape == (5,) and np.all(np.isfinite(stored))
+    np.testing.assert_allclose(replayed, stored, rtol=1e-4)
+    # the check can fail: another learning rate (or seed) does not reproduce the stored losses
+    other, _ = replay_member_zero(arrays, dataclasses.replace(cfg, learning_rate=cfg.learning_rate * 3), steps=5)
+    assert not np.allclose(other, stored, rtol=1e-4)
+    with pytest.raises(AssertionError, match="fields differ"):
+        config_from_meta({"config": {**meta["config"], "unknown_field": 1}})
