@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["PaperFigure", "PaperClaim", "FIGURES", "CLAIMS", "SOURCES", "figure", "attribution"]
+__all__ = ["PaperFigure", "PaperClaim", "FIGURES", "CLAIMS", "SOURCES", "figure", "formatted",
+           "attribution"]
 
 #: The sources, by key.
 SOURCES = {
@@ -33,7 +34,8 @@ class PaperFigure:
 
     key: str
     value: float | tuple[float, float]
-    unit: str                 # "fraction" (an accuracy in [0, 1]), "count", …
+    unit: str                 # "fraction" (an accuracy in [0, 1]); "fraction-pair" (a vs b);
+                              # "fraction-range" (low–high); "count" (a setting, not a result)
     source: str               # a key of SOURCES
     where: str                # where in the source
     what: str                 # what was measured, in the authors' setting
@@ -59,10 +61,10 @@ FIGURES: dict[str, PaperFigure] = {f.key: f for f in (
                 "authors' reply on the FashionMNIST experiment",
                 "validation accuracy of an ensemble of 100 CNNs of about 120k parameters each, "
                 "trained with full C4 augmentation"),
-    PaperFigure("fmnist_ensemble_vs_canonicalised", (0.91, 0.87), "fraction", "openreview",
+    PaperFigure("fmnist_ensemble_vs_canonicalised", (0.91, 0.87), "fraction-pair", "openreview",
                 "authors' reply comparing with canonicalisation",
                 "accuracy of an ensemble against a canonicalised model of the same architecture"),
-    PaperFigure("fmnist_steerable_ensembles", (0.853, 0.863), "fraction", "openreview",
+    PaperFigure("fmnist_steerable_ensembles", (0.853, 0.863), "fraction-range", "openreview",
                 "authors' reply on equivariant baselines (left out of the final paper)",
                 "accuracy of ensembles of C4-invariant steerable CNNs, 51k–184k parameters, "
                 "10–40 members"),
@@ -101,6 +103,19 @@ def figure(key: str) -> PaperFigure:
         return FIGURES[key]
     except KeyError:
         raise KeyError(f"no paper figure {key!r}; known: {', '.join(FIGURES)}") from None
+
+
+def formatted(key: str) -> str:
+    """The figure's value as the authors state it: ``"92.9 %"``, ``"91 % vs 87 %"``, ``"85.3–86.3 %"``."""
+    fig = figure(key)
+    pct = lambda v: f"{100 * v:.3g} %"                                # noqa: E731
+    if fig.unit == "fraction":
+        return pct(fig.value)
+    if fig.unit == "fraction-pair":
+        return " vs ".join(pct(v) for v in fig.value)
+    if fig.unit == "fraction-range":
+        return f"{100 * fig.value[0]:.3g}–{pct(fig.value[1])}"
+    return f"{fig.value:,.0f}"
 
 
 def attribution(key: str) -> str:

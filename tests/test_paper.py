@@ -29,3 +29,9 @@ def test_no_section_numbers_in_where():
     import re
     for item in [*paper.FIGURES.values(), *paper.CLAIMS.values()]:
         assert not re.search(r"§|\bsection \d", item.where, re.I), item.where
+
+
+def test_figures_are_formatted_as_the_authors_state_them():
+    assert paper.formatted("fmnist_ensemble_accuracy") == "92.9 %"
+    assert paper.formatted("fmnist_ensemble_vs_canonicalised") == "91 % vs 87 %"
+    assert paper.formatted("fmnist_steerable_ensembles") == "85.3–86.3 %"
