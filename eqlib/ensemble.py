@@ -12,8 +12,9 @@ The module is a **core** and a **driver**, in the style of optax:
   injected ``optax.GradientTransformation``; :func:`scan_epoch` runs an epoch's steps in one
   ``lax.scan`` and checks the losses on the device.
 * driver — :func:`train_ensemble` owns epochs, minibatch order, callbacks, the progress bar,
-  checkpoints, and places members on devices (:mod:`eqlib.sharding`); :func:`init_ensemble` and
-  :func:`train_in_chunks` are its companions.
+  checkpoints (orbax, atomic; see :func:`checkpoint_info`), and places members on devices
+  (:mod:`eqlib.sharding`) — those of one process or, with :mod:`eqlib.distributed`, of several;
+  :func:`init_ensemble` and :func:`train_in_chunks` are its companions.
 
 Strategies (``TrainConfig.strategy``; ``"auto"`` picks by backend and device count):
 
@@ -38,6 +39,7 @@ compiled program of the ``unrolled`` strategy steps; a *chunk* is the members on
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +53,10 @@ import optax
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
+from . import distributed
 from .augment import check_same_length
 from .groups import ActFn, FiniteGroup
-from .sharding import member_mesh, member_sharding, padded_count, padding_member_ids, replicated
+from .sharding import member_mesh, member_sharding, padded_count, padding_member_ids, replicated, to_mesh
 
 STRATEGIES = ("auto", "vmap", "unrolled", "loop")
 LOSSES = ("mse", "cross_entropy")
@@ -282,7 +285,7 @@ class _VmapRunner:
             self._step = jax.jit(core.step, donate_argnums=0, **kw)
 
     def _put_idx(self, idx: np.ndarray):
-        return jnp.asarray(idx) if self.mesh is None else jax.device_put(idx, member_sharding(self.mesh))
+        return jnp.asarray(idx) if self.mesh is None else to_mesh(idx, member_sharding(self.mesh))
 
     def __call__(self, state: TrainState, x, y, idx: np.ndarray, unroll: int):
         """``idx: (M, steps, B)`` → new state, losses ``(M, steps)``, finite flag (or None) on the device."""
@@ -412,7 +415,7 @@ def place_data(x, y, mesh: Mesh | None):
     """``x: (n, ...)``, ``y: (n, ...)`` on the device — one full copy per device of ``mesh`` (None: the default one)."""
     if mesh is None:
         return jnp.asarray(x), jnp.asarray(y)
-    return jax.device_put((x, y), replicated(mesh))
+    return to_mesh((x, y), replicated(mesh))
 
 
 def shard_members(core: EnsembleCore, state: TrainState, member_ids: Sequence[int], seed: int, example,
@@ -428,14 +431,17 @@ def shard_members(core: EnsembleCore, state: TrainState, member_ids: Sequence[in
     padding = padding_member_ids(member_ids, slots)
     layout = member_sharding(mesh)
     if not padding:
-        return jax.device_put(state, layout), member_ids
+        return to_mesh(state, layout), member_ids
 
     def pad(state, keys, example):
         extra = core.init(keys, example)
         return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), state, extra)
 
     fn = _cached(("pad", core, mesh), lambda: jax.jit(pad, out_shardings=layout))
-    return fn(state, member_keys(seed, padding), jnp.asarray(example)), member_ids + padding
+    inputs = (state, member_keys(seed, padding), jnp.asarray(example))
+    if jax.process_count() > 1:  # several processes: the inputs as global (replicated) arrays
+        inputs = to_mesh(inputs, replicated(mesh))
+    return fn(*inputs), member_ids + padding
 
 
 def _example(x) -> jax.Array:
@@ -469,7 +475,10 @@ def init_ensemble(module: nn.Module, example_x, num_members: int | None = None, 
     sharded = (_resolve(config) == "vmap" and jax.device_count() > 1 and len(ids) % jax.device_count() == 0)
     kw = dict(out_shardings=member_sharding(member_mesh())) if sharded else {}
     init = _cached(("init", core, sharded), lambda: jax.jit(core.init, **kw))
-    state = init(member_keys(seed, ids), _example(example_x))
+    inputs = (member_keys(seed, ids), _example(example_x))
+    if sharded and jax.process_count() > 1:  # several processes: the inputs as global (replicated) arrays
+        inputs = to_mesh(inputs, replicated(member_mesh()))
+    state = init(*inputs)
     return EnsembleState(state.params, state.opt_state, ids, 0)
 
 
@@ -482,11 +491,16 @@ def train_ensemble(module: nn.Module, state: EnsembleState, x, y, config: TrainC
 
     ``group``: full augmentation (each minibatch expanded to its orbit). ``on_epoch_end(epoch,
     params)`` is called at epoch 0 (initialisation) and after every epoch; its dict of numbers or
-    arrays is stacked into the history. ``checkpoint``: a file where the state and history are saved
-    atomically every ``checkpoint_every`` epochs and after the last; an interrupted call with the
-    same file resumes after the last saved epoch. ``mesh``: devices to split the members over
+    arrays is stacked into the history. ``checkpoint``: a path where the state and history are saved
+    atomically (an orbax directory; an npz file of the earlier format is still read) every
+    ``checkpoint_every`` epochs and after the last; an interrupted call with the same path resumes
+    after the last saved epoch. ``mesh``: devices to split the members over
     (default: all devices when there are several and the strategy is ``vmap``; M is padded to a
-    multiple of their number and the padding members dropped). Returns the new state and ``history =
+    multiple of their number and the padding members dropped). With several processes
+    (:mod:`eqlib.distributed`) the mesh spans the devices of all of them, every process must make
+    the same call on the same data, losses and metrics are gathered onto every process, only process
+    0 writes the checkpoint, and the returned leaves may be global arrays (read them with
+    :func:`eqlib.distributed.gather`). Returns the new state and ``history =
     {"loss": (epochs, M), "epoch": …, "first_epoch_step_loss": (M, steps), **metrics}`` — the loss
     of every step of the first epoch is kept so that a stored run can be checked against the code
     (:func:`replay_steps`). Raises FloatingPointError naming member, epoch
@@ -510,8 +524,9 @@ def train_ensemble(module: nn.Module, state: EnsembleState, x, y, config: TrainC
     unroll = 1 if plan.strategy == "loop" else max(1, min(config.unroll, M))
 
     history: dict[str, list] = {"loss": [], "epoch": []}
-    if checkpoint is not None and Path(checkpoint).exists():
-        state, history = _load_checkpoint(checkpoint, state)
+    resumed = _load_checkpoint(checkpoint, state) if checkpoint is not None else None
+    if resumed is not None:
+        state, history = resumed
     elif on_epoch_end is not None:
         _record(history, on_epoch_end(state.epoch, state.params), state.epoch, None)
     x, y = place_data(x, y, plan.mesh)
@@ -522,14 +537,16 @@ def train_ensemble(module: nn.Module, state: EnsembleState, x, y, config: TrainC
         shared = len(slot_ids) == M
 
     where = f"{plan.strategy}" + (f", {plan.mesh.size} devices" if plan.mesh is not None else "")
-    bar = tqdm(range(state.epoch, config.epochs), desc=f"training {M} member(s) [{where}]",
-               unit="epoch", disable=not progress, initial=state.epoch, total=config.epochs)
+    if jax.process_count() > 1:
+        where += f" of {jax.process_count()} processes"
+    bar = tqdm(range(state.epoch, config.epochs), desc=f"training {M} member(s) [{where}]", unit="epoch",
+               disable=not progress or not distributed.is_writer(), initial=state.epoch, total=config.epochs)
     for epoch in bar:
         idx = np.stack([batch_indices(seed, m, epoch, n, config.batch_size) for m in slot_ids])
         if shared:
             work = jax.tree_util.tree_map(jnp.copy, work)
         work, losses, finite = runner(work, x, y, idx, unroll)
-        losses, finite = jax.device_get((losses, finite))  # the one host sync of the epoch
+        losses, finite = distributed.gather((losses, finite))  # the one host sync of the epoch
         losses = np.asarray(losses)[:M]
         if finite is None or not finite:
             _check_finite(losses, ids, epoch)
@@ -587,8 +604,8 @@ def _record(history: dict, metrics: dict | None, epoch: int, loss) -> None:
     if loss is not None:
         history["loss"].append(loss)
     history["epoch"].append(epoch)
-    for k, v in (metrics or {}).items():
-        history.setdefault(k, []).append(np.asarray(v))
+    for k, v in (metrics or {}).items():  # several processes: global arrays gathered on every process
+        history.setdefault(k, []).append(np.asarray(distributed.gather(v)))
 
 
 def _check_finite(losses: np.ndarray, member_ids: Sequence[int], epoch: int) -> None:
@@ -601,32 +618,208 @@ def _check_finite(losses: np.ndarray, member_ids: Sequence[int], epoch: int) -> 
             f"step {s + 1}: lower the learning rate or check the data for NaN/inf")
 
 
-def _save_checkpoint(path, state: EnsembleState, history: dict) -> None:
-    from .io import save_arrays
+# ------------------------------------------------------------------------------------------ checkpoints
+# A checkpoint is an orbax CheckpointManager directory at the given path: one step directory per saved
+# epoch (the newest kept), written into a temporary directory and renamed into place when complete,
+# so a kill at any moment leaves the previous checkpoint readable. Its items: ``state`` (the stacked
+# leaves of params and optimiser state, and the history, as arrays) and ``meta`` (JSON: epoch,
+# member ids, leaf shapes, history names). Sharded or global leaves are gathered to the host first
+# (:func:`eqlib.distributed.gather`) and only the writer (process 0) writes. orbax 0.11.24's own
+# handler of jax.Array leaves calls ``jax.monitoring.record_scalar``, which jax 0.5.3 lacks, so the
+# leaves go to orbax as numpy arrays. A path that holds a file is a checkpoint of the earlier format
+# (npz leaves): it is read, and replaced by the orbax directory at the next save.
 
-    leaves = jax.tree_util.tree_leaves((state.params, state.opt_state))
+CHECKPOINT_FORMAT = "eqlib-ensemble-checkpoint"
+CHECKPOINT_VERSION = 1
+_NUMERIC = "biuf"
+
+
+def _orbax_manager(directory: Path, writing: bool):
+    """The manager of ``directory``; ``writing`` also removes what interrupted saves left behind."""
+    import orbax.checkpoint as ocp
+
+    several = jax.process_count() > 1
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=1, enable_async_checkpointing=False, create=False, cleanup_tmp_directories=writing,
+        multiprocessing_options=ocp.options.MultiprocessingOptions(
+            primary_host=0, active_processes={0} if several else None))
+    return ocp.CheckpointManager(directory.absolute(), options=options)
+
+
+def _npz_backup(path: Path) -> Path:
+    """Where an npz checkpoint waits while the orbax directory replaces it."""
+    return path.with_name(f".{path.name}.npz-old")
+
+
+def _flat_arrays(state: EnsembleState, history: dict) -> dict[str, np.ndarray]:
+    """The flat arrays of a checkpoint (the npz layout): ``leaf_00000…``, ``state/…``, ``history/…``."""
+    leaves = distributed.gather(jax.tree_util.tree_leaves((state.params, state.opt_state)))
     arrays = {f"leaf_{i:05d}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
     arrays["state/epoch"] = np.asarray(state.epoch)
     arrays["state/member_ids"] = np.asarray(state.member_ids)
     arrays.update({f"history/{k}": np.asarray(v) for k, v in history.items()})
-    save_arrays(path, arrays)
+    return arrays
 
 
-def _load_checkpoint(path, like: EnsembleState) -> tuple[EnsembleState, dict]:
+def _write_orbax(directory: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Save the flat ``arrays`` as step ``state/epoch`` of the orbax manager in ``directory``."""
+    import orbax.checkpoint as ocp
+
+    for name, value in arrays.items():
+        if value.dtype.kind not in _NUMERIC:
+            raise TypeError(f"checkpoint array {name!r} has dtype {value.dtype}: on_epoch_end metrics must be "
+                            "numbers or numeric arrays")
+    epoch = int(arrays["state/epoch"])
+    names = sorted(k for k in arrays if not k.startswith("state/"))
+    tree = {f"a{i:05d}": arrays[k] for i, k in enumerate(names) if arrays[k].size}  # orbax: no empty arrays
+    meta = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "epoch": epoch,
+            "member_ids": [int(m) for m in arrays["state/member_ids"]],
+            "arrays": [{"name": k, "shape": list(arrays[k].shape), "dtype": arrays[k].dtype.str} for k in names]}
+    with _orbax_manager(directory, writing=True) as manager:
+        if epoch in manager.all_steps():  # the same epoch again (a rerun of a finished call): replace it
+            manager.delete(epoch)
+        manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
+                                                    meta=ocp.args.JsonSave(meta)))
+        manager.wait_until_finished()
+
+
+def _read_orbax(directory: Path) -> dict[str, np.ndarray] | None:
+    """The flat arrays of the newest complete step in ``directory`` (None: none is complete)."""
+    import orbax.checkpoint as ocp
+
+    with _orbax_manager(directory, writing=False) as manager:
+        epoch = manager.latest_step()
+        if epoch is None:
+            return None
+        meta = manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{directory} is not an eqlib ensemble checkpoint (format {meta.get('format')!r})")
+        specs = meta["arrays"]
+        target = {f"a{i:05d}": np.empty(d["shape"], np.dtype(d["dtype"])) for i, d in enumerate(specs)
+                  if np.prod(d["shape"], dtype=int)}
+        tree = manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
+    arrays = {d["name"]: np.asarray(tree[f"a{i:05d}"]) if f"a{i:05d}" in tree
+              else np.empty(d["shape"], np.dtype(d["dtype"])) for i, d in enumerate(specs)}
+    arrays["state/epoch"] = np.asarray(meta["epoch"])
+    arrays["state/member_ids"] = np.asarray(meta["member_ids"], dtype=np.int64)
+    return arrays
+
+
+def _read_checkpoint(path: Path) -> dict[str, np.ndarray] | None:
+    """The flat arrays at ``path``: an orbax directory, an npz file (earlier format), or None."""
     from .io import load_arrays
 
-    arrays = load_arrays(path)
+    if path.is_dir():
+        arrays = _read_orbax(path)
+        if arrays is not None:
+            return arrays
+    elif path.is_file():
+        return load_arrays(path)
+    backup = _npz_backup(path)  # a save was replacing an npz checkpoint when it was interrupted
+    return load_arrays(backup) if backup.is_file() else None
+
+
+def _save_checkpoint(path, state: EnsembleState, history: dict) -> None:
+    """Save ``state`` and ``history`` at ``path`` (an orbax directory; see above); a collective.
+
+    Every process gathers the state; only the writer writes. An npz checkpoint of the earlier format
+    at ``path`` is replaced: the new directory is written beside it, the file moved aside, the
+    directory moved in, the file deleted — at every moment one complete checkpoint is readable.
+    """
+    import shutil
+
+    arrays = _flat_arrays(state, history)
+    if not distributed.is_writer():
+        return
+    path, backup = Path(path), _npz_backup(Path(path))
+    if path.is_dir() or not path.exists():
+        if not path.exists() and backup.is_file():  # interrupted migration: finish it with this save
+            backup.unlink()
+        path.mkdir(parents=True, exist_ok=True)
+        _write_orbax(path, arrays)
+        if backup.exists():
+            backup.unlink()
+        return
+    fresh = path.with_name(f".{path.name}.orbax-new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh.mkdir(parents=True)
+    _write_orbax(fresh, arrays)
+    os.replace(path, backup)
+    os.replace(fresh, path)
+    backup.unlink()
+
+
+def _load_checkpoint(path, like: EnsembleState) -> tuple[EnsembleState, dict] | None:
+    """The state and history saved at ``path`` for the members of ``like``, or None when there is none.
+
+    With several processes the writer reads the file and sends its arrays to the others (no shared
+    file system needed); every process must call this together.
+    """
+    path = Path(path)
+    if jax.process_count() == 1:
+        arrays = _read_checkpoint(path)
+    else:
+        blob = None
+        if distributed.is_writer():
+            try:
+                found = _read_checkpoint(path)
+                blob = b"none" if found is None else _npz_bytes(found)
+            except (ValueError, OSError) as err:
+                blob = b"error" + f"{type(err).__name__}: {err}".encode()
+        blob = distributed.broadcast_bytes(blob)
+        if blob.startswith(b"error"):
+            raise ValueError(f"checkpoint {path}: the writer could not read it: {blob[5:].decode()}")
+        arrays = None if blob == b"none" else _npz_load_bytes(blob)
+    if arrays is None:
+        return None
+    return _state_from_arrays(arrays, like, path)
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _npz_load_bytes(blob: bytes) -> dict[str, np.ndarray]:
+    import io
+
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def _state_from_arrays(arrays: dict[str, np.ndarray], like: EnsembleState, path) -> tuple[EnsembleState, dict]:
     if tuple(arrays["state/member_ids"].tolist()) != like.member_ids:
         raise ValueError(f"checkpoint {path} holds members {arrays['state/member_ids'].tolist()}, "
                          f"this ensemble has {list(like.member_ids)}")
     leaves, treedef = jax.tree_util.tree_flatten((like.params, like.opt_state))
-    loaded = [arrays[f"leaf_{i:05d}"] for i in range(len(leaves))]
+    names = [f"leaf_{i:05d}" for i in range(len(leaves))]
+    if any(n not in arrays for n in names) or f"leaf_{len(leaves):05d}" in arrays:
+        stored = sum(k.startswith("leaf_") for k in arrays)
+        raise ValueError(f"checkpoint {path} holds {stored} leaves, this ensemble's state has {len(leaves)}")
+    loaded = [arrays[n] for n in names]
     for i, (a, b) in enumerate(zip(leaves, loaded)):
         if a.shape != b.shape:
             raise ValueError(f"checkpoint {path}: leaf {i} has shape {b.shape}, expected {a.shape}")
-    params, opt_state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(b) for b in loaded])
+    params, opt_state = jax.tree_util.tree_unflatten(
+        treedef, loaded if jax.process_count() > 1 else [jnp.asarray(b) for b in loaded])
     history = {k.split("/", 1)[1]: list(v) for k, v in arrays.items() if k.startswith("history/")}
     return EnsembleState(params, opt_state, like.member_ids, int(arrays["state/epoch"])), history
+
+
+def checkpoint_info(path) -> dict | None:
+    """What the checkpoint at ``path`` holds: ``{"format": "orbax" | "npz", "epoch", "member_ids"}``.
+
+    None when there is no complete checkpoint (nothing, or only an interrupted first save).
+    """
+    path = Path(path)
+    arrays = _read_checkpoint(path)
+    if arrays is None:
+        return None
+    return {"format": "orbax" if path.is_dir() else "npz", "epoch": int(arrays["state/epoch"]),
+            "member_ids": [int(m) for m in arrays["state/member_ids"]]}
 
 
 def train_in_chunks(module: nn.Module, x, y, config: TrainConfig, num_members: int, chunk: int | None,

@@ -16,7 +16,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 MEMBERS = "members"
 
 __all__ = ["MEMBERS", "member_mesh", "member_sharding", "replicated", "padded_count", "padding_member_ids",
-           "member_layout"]
+           "member_layout", "to_mesh"]
 
 
 def member_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -75,3 +75,21 @@ def member_layout(tree: Any) -> list[dict]:
         out.append({"shape": tuple(leaf.shape), "spec": None if spec is None else tuple(spec), "members": ranges,
                     "bytes_per_device": max(s.data.nbytes for s in leaf.addressable_shards)})
     return out
+
+
+def to_mesh(tree: Any, sharding: jax.sharding.Sharding) -> Any:
+    """``jax.device_put(tree, sharding)``, also when ``sharding`` spans the devices of several processes.
+
+    With one process this is ``jax.device_put``. With several (:mod:`eqlib.distributed`) every
+    process holds the same host values: leaves that are not yet global arrays are read to numpy and
+    each process puts its own shards (a leaf already global is resharded by jax).
+    """
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def put(leaf):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            return jax.device_put(leaf, sharding)
+        return jax.device_put(np.asarray(leaf), sharding)
+
+    return jax.tree_util.tree_map(put, tree)

@@ -27,6 +27,7 @@ from eqlib.sharding import (
     padded_count,
     padding_member_ids,
     replicated,
+    to_mesh,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +68,18 @@ def test_mesh_and_layout_on_one_device():
     leaf = jax.device_put(np.zeros((3, 2), np.float32), member_sharding(mesh))
     [layout] = member_layout({"w": leaf})
     assert layout["spec"] == (MEMBERS,) and layout["members"] == {jax.devices()[0].id: (0, 3)}
+
+
+def test_to_mesh_is_device_put_in_one_process():
+    """``to_mesh`` places host values on a mesh; with several processes it builds global arrays
+    (proven in tests/test_multihost.py)."""
+    mesh = member_mesh()
+    tree = {"w": np.arange(6, dtype=np.float32).reshape(3, 2), "b": jax.numpy.ones(3)}
+    placed = to_mesh(tree, member_sharding(mesh))
+    for key in tree:
+        assert placed[key].sharding == member_sharding(mesh)
+        np.testing.assert_array_equal(placed[key], tree[key])
+    assert to_mesh(tree["w"], replicated(mesh)).sharding == replicated(mesh)
 
 
 def test_an_explicit_one_device_mesh_gives_the_same_members():
