@@ -104,9 +104,14 @@ def _ising_ensemble(summary: Summary, config: dict) -> tuple[str, bool | None]:
     entry = summary[_widest(config)]
     parts = []
     for name in ("test", "other_T", "random", "gaussian"):
-        d = entry.get(name, {}).get("member_vs_ensemble_spread", {}).get("difference")
+        e = entry.get(name, {})
+        d = e.get("member_vs_ensemble_spread", {}).get("difference")
         if d is not None:
-            parts.append((f"{name} Δspread {_iv(d)}", _high(d) < 0))
+            ntk = ""
+            if "predicted_ensemble_spread" in e:
+                ntk = (f" (ensemble {e['ensemble_spread']:.3g} vs NTK-predicted "
+                       f"{e['predicted_ensemble_spread']:.3g} ± {e['predicted_ensemble_spread_std']:.2g})")
+            parts.append((f"{name} Δspread {_iv(d)}{ntk}", _high(d) < 0))
     return _combine(parts) if parts else ("no interval stored", None)
 
 
