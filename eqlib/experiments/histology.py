@@ -3,41 +3,51 @@
 Tissue on a slide has no preferred orientation, so a tissue classifier should be invariant under
 the rotations C4 and the rotations-and-reflections D4 of a square image patch. Ensembles of
 ordinary (non-equivariant) CNNs are trained on 9-class tissue images with cross-entropy and Adam —
-outside the MSE theory of Gerken & Kessel (2024), which the book says where it matters — three
-times with identical members (same initialisations, same minibatch order):
+outside the MSE theory of Gerken & Kessel (2024), which the book says where it matters — with
+identical members in every training mode (same initialisations, same minibatch order):
 
 * ``plain``: no augmentation (the control);
 * ``C4`` / ``D4``: full augmentation, every minibatch expanded to its whole orbit.
 
 Every ensemble is evaluated on the held-out images and off the data manifold:
 
-* ``test``    held-out tissue (whole patches of other patients: CRC-VAL-HE-7K);
+* ``test``    held-out tissue (whole patches never trained on: see ``folds`` below);
 * ``noise``   uniform noise images in [0, 1], no tissue and no class at all;
 * ``jitter``  the held-out images after a strong random per-channel colour change
   (:func:`colour_jitter`, a caricature of stain variation between laboratories);
-* ``fashion`` FashionMNIST test images, zero-padded 28 → 32 px, tiled to 3 channels (and scaled
-  up to the image size by pixel repetition).
+* ``fashion`` FashionMNIST test images, zero-padded 28 → 32 px, tiled to 3 channels (and resized
+  to the image size).
 
 For every input the outputs on its whole D4 orbit are computed once; the C4 numbers use the
 rotations, elements 0–3 of D4. Reported, for members and for ensembles of growing size M
 (ensemble prediction = mean of the member *logits*; ensembles of size M are disjoint groups of the
-member pool, their scores averaged over the groups):
+member pool, with bootstrap intervals over the groups), per group and evaluation set:
 
-* OSP (the orbit same prediction of Gerken & Kessel 2024) as a fraction of |G|, and the share of inputs whose whole orbit
-  gets one class;
-* the orbit spread of the logits (its ratio to the mean member's falls like 1/√M when the members
-  fluctuate independently around an invariant mean, and levels off when they share a violation);
-* accuracy on the held-out (and colour-jittered) images; the full ensemble's margin (top-1 minus
-  top-2 logit) and the members' agreement with its class.
+* OSP (the orbit same prediction of Gerken & Kessel 2024) as a fraction of |G|, the share of
+  inputs whose whole orbit gets one class, the symmetric orbit KL
+  (:func:`eqlib.metrics.orbit_symmetric_kl`), the relative orbit spread
+  (:func:`eqlib.metrics.relative_orbit_spread`) and the orbit spread of the logits (its ratio to
+  the mean member's falls like 1/√M when the members fluctuate independently around an invariant
+  mean, and levels off when they share a violation);
+* mean member against full ensemble for each, with 95 % jackknife intervals over members
+  (:func:`eqlib.metrics.member_vs_ensemble`), stored as ``(3, 3)`` arrays ``mve_<stat>_<group>``;
+* accuracy on the held-out (and colour-jittered) images with a 95 % bootstrap interval over
+  held-out *patches* (:func:`patch_bootstrap`); the full ensemble's margin (top-1 minus top-2
+  logit), its orbit KL per input, and the members' agreement with its class;
+* the member logits on the orbit (float16) of ``stored_inputs`` inputs per set, and every
+  member's loss at each step of the first epoch (``first_epoch_step_loss``, for replay tests).
 
-Data: ``data="mini"`` (the ``quick`` preset) is :func:`eqlib.data.histology.mini_task` on the
-27 real patches shipped with the project — 882 training crops of 32×32 px from 18
-NCT-CRC-HE-100K patches, 441 test crops from 9 CRC-VAL-HE-7K patches. It is a *tiny stand-in*
-that exercises the pipeline on a CPU in minutes, and far too small to say how the method
-performs on the real data set. ``data="full"`` (the ``full`` preset, for a GPU) loads the whole
-NCT-CRC-HE-100K for training and CRC-VAL-HE-7K for testing, area-averaged to ``image_size`` px,
-from ``root`` or ``$EQLIB_HISTOLOGY_ROOT`` (download with
-:func:`eqlib.data.histology.download_histology`).
+Data: ``data="mini"`` (the ``quick`` and ``reference`` presets) are crops of the 27 real patches
+shipped with the project (:func:`crop_table`). With ``folds=3`` (both presets) they are split by
+patch into a 3-fold cross-validation: fold k holds out the k-th patch of every class, so every
+patch is held out exactly once and no crop of a held-out patch is trained on; member m of the
+cross-validated ensemble is member m of each fold on the patches its fold held out. ``quick``:
+patches area-averaged to 112 px, 16-px crops, 6 members, plain and D4; ``reference``: 224 px,
+32-px crops, 12 members, plain, C4 and D4. It is a *tiny stand-in* that exercises the pipeline
+on a CPU, and far too small to say how the method performs on the real data set.
+``data="full"`` (the ``full`` preset, for a GPU) loads the whole NCT-CRC-HE-100K for training
+and CRC-VAL-HE-7K for testing, area-averaged to ``image_size`` px, from ``root`` or
+``$EQLIB_HISTOLOGY_ROOT`` (download with :func:`eqlib.data.histology.download_histology`).
 
 Inputs are standardised per colour channel with the training images' mean and standard
 deviation (rotations and reflections commute with that). Every stage is a cached ``run.step``;
