@@ -26,6 +26,7 @@ import pkgutil
 import re
 import shutil
 import sys
+import textwrap
 import time
 import types
 import typing
@@ -697,7 +698,7 @@ def chapter_results(experiment: str, preset: str | None = None, *, live: tuple[s
         note = (f"No {asked} run of {experiment!r} is stored or cached here; it is not trained "
                 f"inside the book. Produce it with:  python -m eqlib run {experiment} --preset "
                 f"{asked} --store  — then build again. Showing the {live[0]} preset instead.")
-    print(note)
+    print(textwrap.fill(note, 88))
     arrays, meta = chapter_results(experiment, live[0], live=live, verbose=verbose, root=root,
                                    stored_root=stored_root)
     meta["fallback_from"], meta["note"] = asked, note

@@ -205,3 +205,14 @@ def test_chapter_results_runs_quick_loads_stored_and_falls_back(toy, monkeypatch
     store_run(path, "cmd")
     arrays, meta = runner.chapter_results("storetoy", "reference")
     assert meta["preset"] == "reference" and arrays["x"].shape == (6,) and "stored" in meta
+
+
+def test_every_reference_preset_has_a_stored_run():
+    """The book shows a stored reference run beside each quick run: every experiment that defines
+    a reference preset has one in results/reference/ (the replay tests then check it)."""
+    from eqlib.runner import get_experiment, list_experiments, stored_dir
+
+    missing = [name for name in list_experiments() if "reference" in get_experiment(name).presets
+               and not (stored_dir(name, "reference") / "results.json").exists()]
+    assert not missing, (f"no stored reference run for {missing}; make it with "
+                         "python -m eqlib run <name> --preset reference --store")
