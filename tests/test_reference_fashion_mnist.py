@@ -2,8 +2,8 @@
 of its C4 ensemble, rebuilt from the stored config and retrained alone, takes the same first steps.
 
 ``results/reference/fashion_mnist/reference/`` is produced by
-``python -m eqlib run fashion_mnist --preset reference --store``. The same check runs on a tiny
-run made here, so the logic is tested whether or not the stored run exists.
+``python -m eqlib run fashion_mnist --preset reference --store``. The same replay with another
+learning rate made here does not reproduce them, so the check can fail.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from eqlib.ensemble import replay_steps
 from eqlib.experiments import fashion_mnist as fx
 from eqlib.groups import get_group
 from eqlib.presets import config_dict
-from eqlib.runner import latest_results, run_experiment, stored_results
+from eqlib.runner import stored_results
 
-from test_experiment_fashion_mnist import TINY, needs_data
+from test_experiment_fashion_mnist import needs_data
 
 STEPS = 10
 
@@ -43,10 +43,7 @@ def replay_member_zero(arrays: dict, cfg: fx.FashionMNISTConfig, steps: int = ST
 
 
 def _stored_reference():
-    try:
-        return stored_results("fashion_mnist", "reference")
-    except FileNotFoundError as err:
-        pytest.skip(str(err))
+    return stored_results("fashion_mnist", "reference")   # missing: FileNotFoundError naming the command
 
 
 @needs_data
@@ -57,20 +54,11 @@ def test_stored_reference_run_is_the_reference_preset_and_replays():
     assert config_dict(cfg) == config_dict(fx.REFERENCE)
     assert meta["preset"] == "reference" and not meta.get("modified")
     replayed, stored = replay_member_zero(arrays, cfg)
+    assert stored.shape == (STEPS,) and np.all(np.isfinite(stored))
     np.testing.assert_allclose(replayed, stored, rtol=1e-4)
-
-
-@needs_data
-def test_replay_check_on_a_tiny_stored_run(tmp_path):
-    run_experiment("fashion_mnist", preset="quick", root=tmp_path, verbose=False, **TINY)
-    arrays, meta = latest_results("fashion_mnist", "quick", root=tmp_path, allow_modified=True)
-    cfg = config_from_meta(meta)
-    assert cfg == dataclasses.replace(fx.QUICK, **TINY)
-    replayed, stored = replay_member_zero(arrays, cfg, steps=5)
-    assert stored.shape == (5,) and np.all(np.isfinite(stored))
-    np.testing.assert_allclose(replayed, stored, rtol=1e-4)
-    # the check can fail: another learning rate (or seed) does not reproduce the stored losses
-    other, _ = replay_member_zero(arrays, dataclasses.replace(cfg, learning_rate=cfg.learning_rate * 3), steps=5)
-    assert not np.allclose(other, stored, rtol=1e-4)
+    # the check can fail: another learning rate does not reproduce the stored losses
+    other, _ = replay_member_zero(arrays, dataclasses.replace(cfg, learning_rate=cfg.learning_rate * 3),
+                                  steps=3)
+    assert not np.allclose(other, stored[:3], rtol=1e-4)
     with pytest.raises(AssertionError, match="fields differ"):
         config_from_meta({"config": {**meta["config"], "unknown_field": 1}})

@@ -3,8 +3,8 @@ of fold 0 of its D4-augmented ensemble, rebuilt from the stored config and retra
 the same first steps as stored.
 
 ``results/reference/histology/reference/`` is produced by
-``python -m eqlib run histology --preset reference --store``. The same check runs on a tiny run
-made here, so the logic is tested whether or not the stored run exists.
+``python -m eqlib run histology --preset reference --store``. The same replay with another
+learning rate made here does not reproduce them, so the check can fail.
 """
 from __future__ import annotations
 
@@ -17,9 +17,7 @@ from eqlib.ensemble import replay_steps
 from eqlib.experiments import histology as H
 from eqlib.groups import get_group
 from eqlib.presets import config_dict
-from eqlib.runner import latest_results, run_experiment, stored_results
-
-from test_experiment_histology import TINY
+from eqlib.runner import stored_results
 
 STEPS = 5
 
@@ -45,10 +43,7 @@ def replay_member_zero(arrays: dict, cfg: H.HistologyConfig, mode: str = "D4", f
 
 
 def _stored_reference():
-    try:
-        return stored_results("histology", "reference")
-    except FileNotFoundError as err:
-        pytest.skip(str(err))
+    return stored_results("histology", "reference")   # missing: FileNotFoundError naming the command
 
 
 def test_stored_reference_run_is_the_reference_preset_and_replays():
@@ -58,24 +53,16 @@ def test_stored_reference_run_is_the_reference_preset_and_replays():
     assert config_dict(cfg) == config_dict(H.REFERENCE)
     assert meta["preset"] == "reference" and not meta.get("modified")
     replayed, stored = replay_member_zero(arrays, cfg)
+    assert stored.shape == (STEPS,) and np.all(np.isfinite(stored))
     np.testing.assert_allclose(replayed, stored, rtol=1e-4)
-    # the stored statistics are those of the stored member predictions
-    np.testing.assert_allclose(arrays["D4/test/osp_D4"][0], arrays["D4/test/member_osp_D4"].mean())
-
-
-def test_replay_check_on_a_tiny_stored_run(tmp_path):
-    run_experiment("histology", preset="quick", root=tmp_path, verbose=False, **TINY)
-    arrays, meta = latest_results("histology", "quick", root=tmp_path, allow_modified=True)
-    cfg = config_from_meta(meta)
-    assert cfg == dataclasses.replace(H.QUICK, **TINY)
-    replayed, stored = replay_member_zero(arrays, cfg, steps=3)
-    assert stored.shape == (3,) and np.all(np.isfinite(stored))
-    np.testing.assert_allclose(replayed, stored, rtol=1e-4)
-    # another fold trains on other patches with another seed: it replays too, and differs
-    replayed_2, stored_2 = replay_member_zero(arrays, cfg, fold=2, steps=3)
+    # another fold trains on other patches with another seed: it replays too
+    replayed_2, stored_2 = replay_member_zero(arrays, cfg, fold=2, steps=2)
     np.testing.assert_allclose(replayed_2, stored_2, rtol=1e-4)
     # the check can fail: another learning rate does not reproduce the stored losses
-    other, _ = replay_member_zero(arrays, dataclasses.replace(cfg, learning_rate=cfg.learning_rate * 3), steps=3)
-    assert not np.allclose(other, stored, rtol=1e-4)
+    other, _ = replay_member_zero(arrays, dataclasses.replace(cfg, learning_rate=cfg.learning_rate * 3),
+                                  steps=2)
+    assert not np.allclose(other, stored[:2], rtol=1e-4)
+    # the stored statistics are those of the stored member predictions
+    np.testing.assert_allclose(arrays["D4/test/osp_D4"][0], arrays["D4/test/member_osp_D4"].mean())
     with pytest.raises(AssertionError, match="fields differ"):
         config_from_meta({"config": {**meta["config"], "unknown_field": 1}})
