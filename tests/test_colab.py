@@ -12,7 +12,8 @@ this machine's), then, in that environment's kernel and in a scratch folder that
    (``$EQLIB_BOOK_REPO`` points at a one-commit snapshot of this working tree: its tracked and
    untracked-but-not-ignored files, as a clean clone of the commit has them) and installs the
    pinned runtime stack; the measured time of that cell is printed;
-3. the histology chapter (the one that reads the bundled data) is executed top to bottom;
+3. in that runtime the bundled data verify against their checksums, a fold of the histology
+   task loads, and the stored reference runs load (the chapters themselves run in the book build);
 4. the environment then has jax/jaxlib 0.5.3, the pinned flax and optax, eqlib from the clone,
    and none of the book/test tools that Colab manages itself (jupyter-book, sphinx, nbval, pytest).
 
@@ -149,7 +150,7 @@ def test_setup_cell_stops_when_another_jax_is_already_imported(colab):
 
 
 @pytest.mark.slow
-def test_tour_and_histology_run_on_a_colab_like_runtime(colab):
+def test_tour_and_bundled_data_on_a_colab_like_runtime(colab):
     result = _execute(colab, REPO / "book" / "tour.ipynb")
     assert result["error"] is None, result["error"][-4000:]
     setup_index = next(i for i, c in enumerate(
@@ -170,6 +171,16 @@ def test_tour_and_histology_run_on_a_colab_like_runtime(colab):
     assert installed["eqlib"]
     assert not [n for n in installed if n.startswith(NOT_AT_RUN_TIME)], sorted(installed)
 
-    result = _execute(colab, REPO / "book" / "histology.ipynb")
+    # the bundled data and the stored runs come with the clone: checksummed patches, a fold of
+    # the histology task, a stored reference run (the chapters themselves run in the book build)
+    cells = ["from eqlib.data.bundled import verify_bundled\n"
+             "verify_bundled('histology'); verify_bundled('mnist')",
+             "from eqlib.experiments.histology import QUICK, crop_table, fold_data\n"
+             "data = fold_data(QUICK, crop_table(QUICK), 0)\n"
+             "assert data['x'].ndim == 4 and len(data['x']) == len(data['y']) > 0",
+             "from eqlib.runner import stored_results\n"
+             "for name in ('ising', 'fashion_mnist', 'histology'):\n"
+             "    assert stored_results(name, 'reference')[1]['preset'] == 'reference'"]
+    result = _execute(colab, _notebook_with(colab, "data.ipynb", cells))
     assert result["error"] is None, result["error"][-4000:]
-    print(f"histology chapter on the Colab-like runtime: {result['seconds']:.0f} s")
+    print(f"bundled data and stored runs on the Colab-like runtime: {result['seconds']:.0f} s")
