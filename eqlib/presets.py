@@ -16,7 +16,7 @@ from typing import Any
 from eqlib.io import to_jsonable
 
 __all__ = ["PRESETS", "REQUIRED_PRESETS", "ENV_VAR", "DEFAULT_PRESET", "preset_name", "config_dict",
-           "config_hash"]
+           "config_hash", "config_from_dict"]
 
 #: Every preset name an experiment may define, smallest first.
 PRESETS: tuple[str, ...] = ("quick", "reference", "full")
@@ -52,3 +52,17 @@ def config_hash(config: Any, length: int = 10) -> str:
     """Stable short hex hash of a config (sorted-key JSON → SHA-256 → first ``length`` chars)."""
     text = json.dumps(config_dict(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def config_from_dict(cls: type, stored: dict[str, Any]) -> Any:
+    """The dataclass ``cls`` instance a results file's ``config`` dict describes (JSON lists → tuples).
+
+    ValueError naming the fields when the stored config and the dataclass do not have the same
+    fields (the code changed since the run was made).
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"cls must be a dataclass type, got {cls!r}")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    if set(stored) != fields:
+        raise ValueError(f"stored config fields differ from {cls.__name__}'s: {sorted(set(stored) ^ fields)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})

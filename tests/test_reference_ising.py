@@ -17,16 +17,15 @@ from eqlib.data.ising import symmetry_group
 from eqlib.ensemble import init_ensemble, replay_steps, train_ensemble
 from eqlib.experiments.ising import (REFERENCE, IsingConfig, architecture, ising_data, training_config,
                                      training_sets)
-from eqlib.presets import config_dict
+from eqlib.presets import config_dict, config_from_dict
 from eqlib.runner import stored_results
 
 REPLAY_EPOCHS = 5
 
 
 def _config(stored: dict) -> IsingConfig:
-    """The IsingConfig of a results file's config dict (lists back to tuples)."""
-    fields = {f.name: f.type for f in dataclasses.fields(IsingConfig)}
-    return IsingConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in fields})
+    """The IsingConfig of a results file's config dict."""
+    return config_from_dict(IsingConfig, stored)
 
 
 def check_stored_run(arrays: dict, meta: dict, expected: IsingConfig) -> None:

@@ -216,3 +216,11 @@ def test_every_reference_preset_has_a_stored_run():
                and not (stored_dir(name, "reference") / "results.json").exists()]
     assert not missing, (f"no stored reference run for {missing}; make it with "
                          "python -m eqlib run <name> --preset reference --store")
+
+
+def test_config_from_dict_round_trips_and_names_changed_fields():
+    from eqlib.presets import config_dict, config_from_dict
+
+    assert config_from_dict(Cfg, json.loads(json.dumps(config_dict(Cfg(n=5))))) == Cfg(n=5)
+    with pytest.raises(ValueError, match=r"fields differ.*'extra'"):
+        config_from_dict(Cfg, {"seed": 0, "n": 1, "extra": 2})
