@@ -87,12 +87,6 @@ def test_ising_spread_over_training():
     _check(fig, 4, xlabels=4)
 
 
-def test_ising_spread_vs_members():
-    fig = plots.ising_spread_vs_members(_ising_arrays(), ISING_CFG)
-    _check(fig, 4, xlabels=4)
-    assert all("slope" in ax.get_title() for ax in fig.axes)
-
-
 def test_ising_finite_width():
     ratios = [{name: list(_positive(2)) for name in ISING_SETS} for _ in range(3)]
     fig = plots.ising_finite_width(*ratios, ISING_CFG)
@@ -136,17 +130,6 @@ def _fashion_arrays() -> dict[str, np.ndarray]:
     return arrays
 
 
-def _fashion_summary(width: int) -> dict:
-    summary = {}
-    for aug in ("C4", "none"):
-        entry: dict = {"members": M}
-        for name in FASHION_SETS:
-            entry[name] = {f"{kind}_{what}": float(1 + 3 * RNG.uniform())
-                           for kind in ("member", "ensemble") for what in ("osp", "chance")}
-        summary[f"c{width}_{aug}"] = entry
-    return summary
-
-
 def test_fashion_mnist_orbits():
     C4 = CyclicRotations(4)
     examples = {name: RNG.uniform(size=(28, 28, 1)) for name in ("clothes", "digit", "noise")}
@@ -158,12 +141,6 @@ def test_fashion_mnist_orbits():
 def test_fashion_mnist_accuracy_vs_members():
     fig = plots.fashion_mnist_accuracy_vs_members(_fashion_arrays(), FASHION_CFG, "quick")
     _check(fig, 1, xlabels=1)
-
-
-def test_fashion_mnist_members_vs_ensemble():
-    fig = plots.fashion_mnist_members_vs_ensemble(_fashion_summary(4), 4)
-    _check(fig, 1, xlabels=1)
-    assert len(fig.axes[0].patches) == 4 * len(FASHION_SETS)                    # 4 bars per set
 
 
 @pytest.mark.parametrize("function", [plots.fashion_mnist_osp_vs_members,
@@ -205,18 +182,6 @@ def test_fashion_mnist_accuracy_vs_angle():
 MODES = ("plain", "C4", "D4")
 
 
-def _histology_arrays() -> dict[str, np.ndarray]:
-    K = len(SIZES)
-    arrays: dict[str, np.ndarray] = {"sizes": SIZES}
-    for mode in MODES:
-        for name in HISTOLOGY_SETS:
-            for group in ("C4", "D4"):
-                arrays[f"{mode}/{name}/osp_{group}"] = _positive(K)              # (K,)
-                arrays[f"{mode}/{name}/osp_std_{group}"] = 0.1 * _positive(K)
-                arrays[f"{mode}/{name}/spread_{group}"] = _positive(K)
-    return arrays
-
-
 def test_histology_patches():
     k = len(CLASSES)
     x_train, y_train = RNG.uniform(size=(2 * k, 16, 16, 3)), np.repeat(np.arange(k), 2)
@@ -240,16 +205,6 @@ def test_histology_evaluation_sets():
     sets = {name: RNG.uniform(size=(3, 16, 16, 3)) for name in HISTOLOGY_SETS}
     fig = plots.histology_evaluation_sets(sets, indices=(0, 2))
     _check(fig, 2 * len(HISTOLOGY_SETS), xlabels=0, ylabels=2)
-
-
-def test_histology_osp_vs_members():
-    fig = plots.histology_osp_vs_members(_histology_arrays())
-    _check(fig, 2 * len(HISTOLOGY_SETS), xlabels=len(HISTOLOGY_SETS), ylabels=2)
-
-
-def test_histology_relative_spread():
-    fig = plots.histology_relative_spread(_histology_arrays())
-    _check(fig, len(HISTOLOGY_SETS), xlabels=len(HISTOLOGY_SETS))
 
 
 # ---------------------------------------------------------------------------------- coverage

@@ -29,13 +29,11 @@ __all__ = [
     # Ising
     "ising_configurations",
     "ising_spread_over_training",
-    "ising_spread_vs_members",
     "ising_finite_width",
     "ising_cnn_spread_vs_members",
     # FashionMNIST
     "fashion_mnist_orbits",
     "fashion_mnist_accuracy_vs_members",
-    "fashion_mnist_members_vs_ensemble",
     "fashion_mnist_osp_vs_members",
     "fashion_mnist_spread_vs_members",
     "fashion_mnist_osp_and_spread_vs_members",
@@ -46,8 +44,6 @@ __all__ = [
     "histology_patches",
     "histology_crop_orbit",
     "histology_evaluation_sets",
-    "histology_osp_vs_members",
-    "histology_relative_spread",
 ]
 
 Arrays = Mapping[str, np.ndarray]
@@ -133,46 +129,6 @@ def ising_spread_over_training(arrays: Arrays, cfg: Config) -> Figure:
     axes[0].legend(fontsize=7, loc="lower left")
     fig.suptitle(f"MLP width {max(cfg['widths'])}: measured orbit spread (markers) "
                  "vs the NTK prediction (lines, bands)")
-    fig.tight_layout()
-    return fig
-
-
-def _log_log_slope(sizes: np.ndarray, values: np.ndarray) -> float:
-    """Slope of a straight-line fit of log ``values`` against log ``sizes``."""
-    return float(np.polyfit(np.log(sizes), np.log(values), 1)[0])
-
-
-def ising_spread_vs_members(arrays: Arrays, cfg: Config) -> Figure:
-    """Final orbit spread of MLP ensembles ``(K,)`` against M, every width, with the NTK lines."""
-    widths, times = list(cfg["widths"]), arrays["times"]
-    wide = f"mlp_w{max(widths)}"
-    plain = f"mlp_w{cfg['plain_width']}_plain"
-    sizes = arrays[f"{wide}_aug/sizes"]
-    titles = _ising_set_titles(cfg)
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), sharey=True)
-    colours = plt.cm.viridis(np.linspace(0.15, 0.85, len(widths)))
-    for ax, name in zip(axes, ISING_SETS):
-        for w, colour in zip(widths, colours):
-            measured = arrays[f"mlp_w{w}_aug/ensemble_spread/{name}"][-1]
-            ax.plot(sizes, measured, "o", color=colour, ms=4, label=f"augmented, width {w}")
-        ax.plot(sizes, arrays[f"ntk_mlp_aug/predicted_spread/{name}"][-1], "k-", lw=1,
-                label="infinite width (augmented)")
-        ax.plot(sizes, arrays[f"{plain}/ensemble_spread/{name}"][-1], "^", color="tab:red", ms=5,
-                label=f"no augmentation, width {cfg['plain_width']}")
-        ax.plot(sizes, arrays[f"ntk_mlp_plain/predicted_spread/{name}"][-1], "-", color="tab:red",
-                lw=1, label="infinite width (no augmentation)")
-        floor = arrays[f"ntk_mlp_plain/mean_spread/{name}"][-1].mean()
-        ax.plot(sizes, floor * np.ones(len(sizes)), ":", color="tab:red", lw=1,
-                label="spread of μ_t (no augmentation)")
-        slope = _log_log_slope(sizes, arrays[f"{wide}_aug/ensemble_spread/{name}"][-1])
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("ensemble size M (members)")
-        ax.set_title(f"{titles[name]}: slope {slope:.2f}", fontsize=10)
-    axes[0].set_ylabel(f"orbit spread of the ensemble at t = {times[-1]}")
-    axes[0].legend(fontsize=6.5, loc="lower left")
-    fig.suptitle("The violation falls like 1/√M with augmentation (slope −1/2), "
-                 "and levels off at the spread of μ_t without")
     fig.tight_layout()
     return fig
 
@@ -288,30 +244,6 @@ def fashion_mnist_accuracy_vs_members(arrays: Arrays, cfg: Config, preset: str) 
     ax.set_title(f"Ensemble accuracy ({preset} preset): more members, more accurate;\n"
                  "without augmentation worse on rotated images")
     ax.legend(fontsize=7, ncol=2)
-    return fig
-
-
-def fashion_mnist_members_vs_ensemble(summary: Mapping[str, Any], width: int) -> Figure:
-    """Bars of member and ensemble OSP per set from ``summary[f"c{width}_{aug}"][set]``."""
-    fig, ax = plt.subplots(figsize=(10, 3.6))
-    bars = [("C4", "member", "tab:blue"), ("C4", "ensemble", "tab:green"),
-            ("none", "member", "tab:gray"), ("none", "ensemble", "tab:red")]
-    for k, (aug, kind, colour) in enumerate(bars):
-        s = summary[f"c{width}_{aug}"]
-        who = "members (mean)" if kind == "member" else f"ensemble (M = {s['members']})"
-        pos = np.arange(len(FASHION_SETS)) + (k - 1.5) * 0.2
-        ax.bar(pos, [s[n][f"{kind}_osp"] for n in FASHION_SETS], 0.2, color=colour,
-               label=f"{who}, {_aug_text(aug)}")
-        ax.plot(pos, [s[n][f"{kind}_chance"] for n in FASHION_SETS], "k_", ms=12, mew=2,
-                label="chance level" if k == 0 else None)
-    ax.set_xticks(np.arange(len(FASHION_SETS)), [_FASHION_SET_TITLES[n] for n in FASHION_SETS])
-    ax.set_xlabel("evaluation set")
-    ax.set_ylim(1, 4.05)
-    ax.set_ylabel("OSP (rotations of 4 with the same class)")
-    ax.set_title(f"Members vs ensemble, width c = {width}: "
-                 "the augmented ensemble is the most consistent")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.tight_layout()
     return fig
 
 
@@ -544,57 +476,3 @@ def histology_evaluation_sets(sets: Mapping[str, np.ndarray],
     return fig
 
 
-def histology_osp_vs_members(arrays: Arrays) -> Figure:
-    """OSP fraction ``(K,)`` ± std over sub-ensembles against M; C4, D4 rows, a column per set."""
-    sizes = arrays["sizes"]
-    fig, axes = plt.subplots(2, len(HISTOLOGY_SETS), figsize=(13, 6), sharex=True)
-    for r, group in enumerate(("C4", "D4")):
-        for j, name in enumerate(HISTOLOGY_SETS):
-            ax = axes[r, j]
-            for mode in _HISTOLOGY_MODES:
-                osp = arrays[f"{mode}/{name}/osp_{group}"]
-                err = arrays[f"{mode}/{name}/osp_std_{group}"]
-                ax.errorbar(sizes, osp, yerr=err, marker="o", ms=4, capsize=2,
-                            color=_HISTOLOGY_COLOURS[mode], label=_HISTOLOGY_MODE_NAMES[mode])
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(sizes, [str(s) for s in sizes])
-            ax.set_title(f"{_HISTOLOGY_SET_NAMES[name]}, {group}", fontsize=9)
-            ax.set_ylim(min(0.7, ax.get_ylim()[0]), 1.01)
-            if r == 1:
-                ax.set_xlabel("ensemble size M (members)")
-            if j == 0:
-                ax.set_ylabel(f"OSP fraction (of |{group}| = {4 if group == 'C4' else 8})")
-    axes[0, 0].legend(fontsize=8, loc="lower right")
-    fig.suptitle("OSP of ensembles of growing size; M = 1 is the mean member "
-                 "(bars: spread over disjoint sub-ensembles)")
-    fig.tight_layout()
-    return fig
-
-
-def histology_relative_spread(arrays: Arrays) -> Figure:
-    """Orbit spread of the ensemble logits ``(K,)`` relative to M = 1 against M, per set."""
-    sizes = arrays["sizes"]
-    fig, axes = plt.subplots(1, len(HISTOLOGY_SETS), figsize=(13, 3.4), sharey=True)
-    for j, name in enumerate(HISTOLOGY_SETS):
-        ax = axes[j]
-        for mode in _HISTOLOGY_MODES:
-            for group, style in (("C4", "-"), ("D4", ":")):
-                spread = arrays[f"{mode}/{name}/spread_{group}"]
-                label = f"{_HISTOLOGY_MODE_NAMES[mode]}, {group} orbit" if j == 0 else None
-                ax.plot(sizes, spread / spread[0], style, marker="o", ms=3,
-                        color=_HISTOLOGY_COLOURS[mode], label=label)
-        ax.plot(sizes, 1 / np.sqrt(sizes), "k--", lw=1,
-                label="$1/\\sqrt{M}$" if j == 0 else None)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xticks(sizes, [str(s) for s in sizes])
-        ax.set_yticks([0.3, 0.4, 0.5, 0.6, 0.8, 1.0], ["0.3", "0.4", "0.5", "0.6", "0.8", "1"])
-        ax.minorticks_off()
-        ax.set_title(_HISTOLOGY_SET_NAMES[name], fontsize=9)
-        ax.set_xlabel("ensemble size M (members)")
-    axes[0].set_ylabel("orbit spread of the logits\nrelative to the mean member")
-    axes[0].legend(fontsize=7, loc="lower left")
-    fig.suptitle("How fast averaging removes the orientation dependence: "
-                 "1/√M with augmentation, slower without")
-    fig.tight_layout()
-    return fig
