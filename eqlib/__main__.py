@@ -1,4 +1,15 @@
-"""Command line: ``python -m eqlib list | run NAME | show NAME``."""
+"""Command line: ``python -m eqlib list | run NAME | merge NAME | show NAME``.
+
+Several processes (:mod:`eqlib.distributed`): launched with ``EQLIB_COORDINATOR``,
+``EQLIB_NUM_PROCESSES``, ``EQLIB_PROCESS_ID`` (or under SLURM's ``srun``), ``run`` and ``merge``
+start JAX's multi-controller runtime before any JAX work; every process runs the experiment and
+only process 0 writes and prints the summary.
+
+Job arrays: ``run NAME --members a:b`` trains members a … b−1 of every ensemble of the experiment
+and stores them under ``ranges/`` of the run directory; ``merge NAME`` (same preset and ``--set``)
+checks that the stored ranges tile every ensemble, joins them, measures and writes the results —
+the same results as one plain run, since member m is a pure function of (seed, m).
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,13 +17,16 @@ import json
 import sys
 from collections.abc import Sequence
 
+from eqlib import distributed
 from eqlib.io import to_jsonable
 from eqlib.presets import preset_name
 from eqlib.runner import (
+    MemberRangeError,
     apply_overrides,
     get_experiment,
     latest_results,
     list_experiments,
+    parse_member_range,
     parse_override,
     run_experiment,
     STORED_PRESETS,
@@ -44,6 +58,23 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--store", action="store_true",
                      help="copy the finished run into results/reference/<name>/<preset>/ (reference "
                           "and full presets, unmodified, from a clean checkout) for the book to load")
+    run.add_argument("--members", default=None, metavar="A:B",
+                     help="job-array task: train only members A … B−1 of every ensemble and store them in "
+                          "the run directory; the measurement and results are left to 'merge' (e.g. SLURM: "
+                          "--members $((25*SLURM_ARRAY_TASK_ID)):$((25*SLURM_ARRAY_TASK_ID+25)))")
+
+    merge = sub.add_parser(
+        "merge", help="join the member ranges stored by 'run --members a:b' tasks, measure, write results",
+        description="Check that the member ranges stored by 'run NAME --members a:b' tile 0 … M−1 of every "
+                    "ensemble (no gap, no overlap), join them, and finish the run: the same results as one "
+                    "plain 'run'. Give the same --preset and --set as the tasks.")
+    merge.add_argument("name")
+    merge.add_argument("--preset", default=None, help="as for run")
+    merge.add_argument("--results", default=None, help="as for run")
+    merge.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="as for run (the run directory is found by preset and config)")
+    merge.add_argument("--quiet", action="store_true", help="no progress lines")
+    merge.add_argument("--store", action="store_true", help="as for run: store the merged run")
 
     show = sub.add_parser("show", help="print the summary of the newest finished run")
     show.add_argument("name")
@@ -79,14 +110,21 @@ def _resolve_run(args: argparse.Namespace) -> tuple[str, dict]:
 
 
 def _cmd_run(args: argparse.Namespace, preset: str, overrides: dict, command: str) -> int:
-    path = run_experiment(
-        args.name, preset, args.results, fresh=args.fresh, verbose=not args.quiet, **overrides
-    )
+    merge = args.command == "merge"
+    members = None if merge else args.members
+    try:
+        path = run_experiment(args.name, preset, args.results, fresh=getattr(args, "fresh", False),
+                              verbose=not args.quiet, member_range=members, merge=merge, **overrides)
+    except MemberRangeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if members is not None or not distributed.is_writer():  # a range task reports itself; one writer
+        return 0
     with open(path, encoding="utf-8") as f:
         summary = json.load(f)["summary"]
     print(json.dumps(summary, indent=2))
     print(path)
-    if args.store:
+    if getattr(args, "store", False):
         print(f"stored: {store_run(path, command)}")
     return 0
 
@@ -126,8 +164,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_list()
         if args.command == "show":
             return _cmd_show(args)
+        distributed.initialize()  # several processes (environment): before any JAX work
         preset, overrides = _resolve_run(args)
-        if args.store and (overrides or preset not in STORED_PRESETS):
+        if args.command == "run" and args.members is not None:
+            parse_member_range(args.members)
+            if args.store:
+                raise ValueError("--store takes a finished run: store the merged run, not a member range")
+            if args.fresh:  # it would delete the steps and checkpoints of the other tasks of the array
+                raise ValueError("--fresh cannot be combined with --members (the tasks share one run directory)")
+        if getattr(args, "store", False) and (overrides or preset not in STORED_PRESETS):
             raise ValueError(f"--store takes an unmodified run of a preset in {STORED_PRESETS}, "
                              f"got preset {preset!r}" + (" with --set" if overrides else ""))
     except (ValueError, FileNotFoundError) as err:

@@ -824,29 +824,34 @@ def checkpoint_info(path) -> dict | None:
 
 def train_in_chunks(module: nn.Module, x, y, config: TrainConfig, num_members: int, chunk: int | None,
                     seed: int = 0, checkpoint: Callable[[str], str | Path] | None = None, name: str = "train",
-                    **train_kwargs) -> Iterator[tuple[EnsembleState, dict]]:
+                    *, members: range | None = None, **train_kwargs) -> Iterator[tuple[EnsembleState, dict]]:
     """Initialise and train members ``0 … num_members−1`` in chunks of ``chunk`` members (None: all at once).
 
     One :func:`train_ensemble` call per chunk bounds memory; with ``checkpoint`` (e.g.
     ``Run.checkpoint_path``) every chunk has its own checkpoint, ``checkpoint(name)`` for a single
-    chunk and ``checkpoint(f"{name}_members{first}-{last}")`` otherwise, so an interrupted run loses
-    at most the chunk in progress. Member m gets the same parameters whatever the chunking. Yields
-    ``(state, history)`` chunk by chunk; ``train_kwargs`` (``group``, ``on_epoch_end``, ``progress``,
-    ``mesh`` …) go to :func:`train_ensemble`. The data go to the device(s) once, and every chunk
-    reuses the compiled programs of the first.
+    chunk of all members and ``checkpoint(f"{name}_members{first}-{last}")`` otherwise, so an
+    interrupted run loses at most the chunk in progress. Member m gets the same parameters whatever
+    the chunking. ``members``: train only this range of the ``num_members`` (a job-array task; see
+    :meth:`eqlib.runner.Run.train_in_chunks`), in chunks of ``chunk`` starting at its first member.
+    Yields ``(state, history)`` chunk by chunk; ``train_kwargs`` (``group``, ``on_epoch_end``,
+    ``progress``, ``mesh`` …) go to :func:`train_ensemble`. The data go to the device(s) once, and
+    every chunk reuses the compiled programs of the first.
     """
     if num_members < 1 or (chunk is not None and chunk < 1):
         raise ValueError(f"need num_members ≥ 1 and chunk ≥ 1 (or None), got {num_members} and {chunk}")
-    chunk = min(chunk or num_members, num_members)
+    members = range(num_members) if members is None else members
+    if not isinstance(members, range) or members.step != 1 or not 0 <= members.start < members.stop <= num_members:
+        raise ValueError(f"members must be a range a..b−1 with 0 ≤ a < b ≤ {num_members}, got {members!r}")
+    chunk = min(chunk or len(members), len(members))
     check_same_length(x, y)
     plan = _plan(config, train_kwargs.get("mesh"))
     x_dev, y_dev = place_data(x, y, plan.mesh)
-    for first in range(0, num_members, chunk):
-        ids = range(first, min(first + chunk, num_members))
+    for first in range(members.start, members.stop, chunk):
+        ids = range(first, min(first + chunk, members.stop))
         state = init_ensemble(module, x, seed=seed, config=config, member_ids=ids)
         path = None
         if checkpoint is not None:
-            path = checkpoint(name if chunk == num_members else f"{name}_members{ids[0]}-{ids[-1]}")
+            path = checkpoint(name if len(ids) == num_members else f"{name}_members{ids[0]}-{ids[-1]}")
         yield train_ensemble(module, state, x_dev, y_dev, config, seed=seed, checkpoint=path, **train_kwargs)
 
 

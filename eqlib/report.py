@@ -2,7 +2,8 @@
 the book's measured values, generated from the results files (never typed).
 
 For each claim of :data:`eqlib.paper.CLAIMS` and each figure of :data:`eqlib.paper.FIGURES` a
-*reader* turns an experiment's ``results.json`` summary into a :class:`Measurement` — the value
+*reader* turns an experiment's results (its arrays, read by name through
+:class:`eqlib.results.Results`) into a :class:`Measurement` — the value
 with its 95 % interval as text, whether it supports the claim (a rule stated in the reader's
 docstring, applied to the interval, not to the point estimate), and the run's label (preset,
 device, date, commit). :func:`reproduction_rows` does this for the quick run and for the stored
@@ -16,14 +17,14 @@ reference run and gives a verdict:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 from .paper import CLAIMS, FIGURES, SOURCES, formatted
+from .results import Arm, Results
 
 __all__ = ["CLAIMS", "Measurement", "ReportRow", "READERS", "reproduction_rows", "verdict", "markdown_table",
            "load_runs"]
 
-Summary = dict[str, Any]
 Run = tuple[dict, dict]            # (arrays, meta) as returned by eqlib.runner
 
 
@@ -48,20 +49,24 @@ class ReportRow:
     why: str
 
 
+def _triple(values) -> tuple[float, float, float]:
+    """An :class:`~eqlib.metrics.Interval` or ``[estimate, low, high]`` → three floats."""
+    e, lo, hi = (float(v) for v in tuple(values)[:3])
+    return e, lo, hi
+
+
 def _iv(values) -> str:
-    """``[estimate, low, high]`` or ``{"estimate", "low", "high"}`` → ``"0.123 [0.100, 0.150]"``."""
-    if isinstance(values, dict):
-        values = [values["estimate"], values["low"], values["high"]]
-    e, lo, hi = (float(v) for v in values)
+    """An interval → ``"0.123 [0.100, 0.150]"``."""
+    e, lo, hi = _triple(values)
     return f"{e:.3g} [{lo:.3g}, {hi:.3g}]"
 
 
 def _low(values) -> float:
-    return float(values["low"] if isinstance(values, dict) else values[1])
+    return _triple(values)[1]
 
 
 def _high(values) -> float:
-    return float(values["high"] if isinstance(values, dict) else values[2])
+    return _triple(values)[2]
 
 
 def _combine(parts: list[tuple[str, bool]]) -> tuple[str, bool | str]:
@@ -72,104 +77,112 @@ def _combine(parts: list[tuple[str, bool]]) -> tuple[str, bool | str]:
 
 
 # ------------------------------------------------------------------------------------ readers
+# Each reader gets the run's results through eqlib.results (arrays read by name, checked against
+# the experiment's schema), so a renamed metric fails tests/test_results.py, not the report.
 
-def _theorem_exact(summary: Summary, config: dict) -> tuple[str, bool | None]:
+def _theorem_exact(res: Results) -> tuple[str, bool | None]:
     """Tour: the largest orbit spread of μ_t over test and noise inputs ≤ 1e-6 with augmentation,
     and > 1e-2 without (the control shows the check can fail)."""
-    aug = max(summary[f"augmented/{d}"]["ntk_mean_spread_max"] for d in ("test", "noise"))
-    plain = min(summary[f"plain/{d}"]["ntk_mean_spread_max"] for d in ("test", "noise"))
+    aug = max(float(res.arm("augmented").ntk_spread(d).max()) for d in res.sets)
+    plain = min(float(res.arm("plain").ntk_spread(d).max()) for d in res.sets)
     return (f"max orbit spread of μ_t: {aug:.1e} augmented, {plain:.2g} without augmentation",
             aug <= 1e-6 and plain > 1e-2)
 
 
-def _widest(config: dict) -> str:
-    return f"mlp_w{max(config['widths'])}_aug"
+def _widest(res: Results) -> Arm:
+    """The augmented MLP ensemble of the largest width of an Ising run."""
+    return res.arm(f"mlp_w{max(res.config['widths'])}_aug")
 
 
-def _finite_m_rate(summary: Summary, config: dict) -> tuple[str, bool | None]:
+def _finite_m_rate(res: Results) -> tuple[str, bool | None]:
     """Ising, widest augmented MLP: the slope of log(orbit spread) against log M, with its 95 %
     bootstrap interval, contains −1/2 — on every evaluation set."""
-    entry = summary[_widest(config)]
+    arm = _widest(res)
     parts = []
-    for name in ("test", "other_T", "random", "gaussian"):
-        if name in entry and "slope_spread" in entry[name]:
-            s = entry[name]["slope_spread"]
+    for name in res.sets:
+        if arm.has("slope_spread", name):
+            s = arm.interval("slope_spread", name)
             parts.append((f"{name} {_iv(s)}", _low(s) <= -0.5 <= _high(s)))
     return _combine(parts) if parts else ("no slope stored", None)
 
 
-def _ising_ensemble(summary: Summary, config: dict) -> tuple[str, bool | None]:
+def _ising_ensemble(res: Results) -> tuple[str, bool | None]:
     """Ising, widest augmented MLP: the ensemble's orbit spread minus the members' mean has a 95 %
     interval below 0 on every evaluation set (on and off the training distribution)."""
-    entry = summary[_widest(config)]
+    arm = _widest(res)
+    ntk = res.arm("ntk_mlp_aug") if "ntk_mlp_aug" in res.arms else None
     parts = []
-    for name in ("test", "other_T", "random", "gaussian"):
-        e = entry.get(name, {})
-        d = e.get("member_vs_ensemble_spread", {}).get("difference")
-        if d is not None:
-            ntk = ""
-            if "predicted_ensemble_spread" in e:
-                ntk = (f" (ensemble {e['ensemble_spread']:.3g} vs NTK-predicted "
-                       f"{e['predicted_ensemble_spread']:.3g} ± {e['predicted_ensemble_spread_std']:.2g})")
-            parts.append((f"{name} Δspread {_iv(d)}{ntk}", _high(d) < 0))
+    for name in res.sets:
+        if arm.has("mve_spread", name):
+            d = arm.mve("mve_spread", name)["difference"]
+            extra = ""
+            if ntk is not None:
+                extra = (f" (ensemble {float(arm.ensemble_spread(name)[-1, -1]):.3g} vs NTK-predicted "
+                         f"{float(ntk.predicted_spread(name)[-1, -1]):.3g} ± "
+                         f"{float(ntk.predicted_spread_std(name)[-1, -1]):.2g})")
+            parts.append((f"{name} Δspread {_iv(d)}{extra}", _high(d) < 0))
     return _combine(parts) if parts else ("no interval stored", None)
 
 
-def _fmnist_key(config: dict) -> str:
-    return f"c{max(config['widths'])}_C4"
+def _fmnist_arm(res: Results, aug: str = "C4", width: int | None = None) -> Arm:
+    """A FashionMNIST ensemble: augmentation ``aug`` at ``width`` (default: the largest width)."""
+    return res.arm(f"c{width or max(res.config['widths'])}_{aug}")
 
 
-def _fmnist_emergent(summary: Summary, config: dict) -> tuple[str, bool | None]:
+def _fmnist_emergent(res: Results) -> tuple[str, bool | None]:
     """FashionMNIST, C4-augmented CNNs of the largest width: the ensemble's OSP minus the members'
     mean has a 95 % interval above 0, on the test set, MNIST and noise."""
-    entry = summary[_fmnist_key(config)]
+    arm = _fmnist_arm(res)
     parts = []
-    for name in ("test", "mnist", "noise"):
-        d = entry[name]["osp_interval"]["difference"]
-        kl = entry[name].get("kl_interval", {}).get("difference")
-        extra = f", ΔKL {_iv(kl)}" if kl is not None else ""
-        parts.append((f"{name} ΔOSP {_iv(d)}{extra}", _low(d) > 0))
+    for name in res.sets:
+        d = arm.mve("interval/osp", name)["difference"]
+        kl = arm.mve("interval/kl", name)["difference"]
+        parts.append((f"{name} ΔOSP {_iv(d)}, ΔKL {_iv(kl)}", _low(d) > 0))
     return _combine(parts)
 
 
-def _continuous_bound(summary: Summary, config: dict) -> tuple[str, bool | None]:
+def _continuous_bound(res: Results) -> tuple[str, bool | None]:
     """FashionMNIST SO(2) arms: the ensembles' SO(2)-OSP fraction on test images increases
     C4 < C8 < C16 (no interval: one ensemble per group)."""
-    width = config.get("cont_width")
-    groups = ["C4", *config.get("cont_groups", [])]
+    groups = ["C4", *res.config.get("cont_groups", [])]
     if len(groups) < 3:
         return "", None
-    values = [summary[f"c{width}_{g}"]["so2"]["test"]["ensemble_osp_fraction"] for g in groups]
+    values = [float(_fmnist_arm(res, g, res.config["cont_width"]).get("so2/ensemble_agreement", "test").mean())
+              for g in groups]
     text = ", ".join(f"{g} {v:.3f}" for g, v in zip(groups, values))
     return f"ensemble SO(2)-OSP fraction: {text}", all(a < b for a, b in zip(values, values[1:]))
 
 
-def _histology_emergent(summary: Summary, config: dict) -> tuple[str, bool | None]:
+def _histology_emergent(res: Results) -> tuple[str, bool | None]:
     """Histology, D4-augmented CNNs: the ensemble's D4-OSP minus the members' mean has a 95 %
     interval above 0 on held-out tissue and off the manifold (noise, colour jitter, FashionMNIST)."""
-    entry = summary["D4"]
+    arm = res.arm("D4")
     parts = []
-    for name in ("test", "noise", "jitter", "fashion"):
-        d = entry.get(f"D4/{name}", {}).get("osp", {}).get("difference")
-        if d is not None:
+    for name in res.sets:
+        if arm.has("mve_osp_D4", name):
+            d = arm.mve("mve_osp_D4", name)["difference"]
             parts.append((f"{name} ΔOSP {_iv(d)}", _low(d) > 0))
     return _combine(parts) if parts else ("no interval stored", None)
 
 
-def _fmnist_accuracy(summary: Summary, config: dict) -> tuple[str, bool | None]:
+def _fmnist_accuracy(res: Results) -> tuple[str, bool | None]:
     """FashionMNIST: the C4-augmented ensemble's accuracy on all test images with its interval.
     Compared with the authors' 92.9 % it says nothing (None) unless the run has the authors' size
     (100 members of about 120k parameters, the full training set)."""
-    entry = summary[_fmnist_key(config)]
-    acc = entry["acc_full_interval"]["ensemble"]
-    params = summary["params"][f"c{max(config['widths'])}"]
-    text = f"ensemble accuracy {_iv(acc)} ({entry['members']} members × {params:,} parameters)"
-    at_size = entry["members"] >= 100 and config.get("n_train", 0) >= 60_000
+    from .experiments.fashion_mnist import member_architecture
+
+    cfg = res.config
+    arm = _fmnist_arm(res)
+    acc = arm.mve("interval/acc_full", "test")["ensemble"]
+    members = len(arm.member_acc_full("test"))
+    params = member_architecture(max(cfg["widths"]), cfg["parametrization"], cfg["head"]).num_params((28, 28, 1))
+    text = f"ensemble accuracy {_iv(acc)} ({members} members × {params:,} parameters)"
+    at_size = members >= 100 and cfg.get("n_train", 0) >= 60_000
     return text, (_high(acc) >= FIGURES["fmnist_ensemble_accuracy"].value if at_size else None)
 
 
 #: claim or figure key → (experiment, reader)
-READERS: dict[str, tuple[str, Callable[[Summary, dict], tuple[str, bool | None]]]] = {
+READERS: dict[str, tuple[str, Callable[[Results], tuple[str, bool | None]]]] = {
     "theorem_exact": ("tour", _theorem_exact),
     "finite_m_rate": ("ising", _finite_m_rate),
     "ising_width": ("ising", _ising_ensemble),
@@ -205,11 +218,11 @@ def verdict(measurements: list[Measurement | None]) -> str:
 def _measure(key: str, run: Run | None, label: Callable[[dict], str]) -> Measurement | None:
     if run is None:
         return None
-    _, meta = run
-    _, reader = READERS[key]
+    arrays, meta = run
+    experiment, reader = READERS[key]
     try:
-        text, ok = reader(meta["summary"], meta["config"])
-    except KeyError as err:
+        text, ok = reader(Results(experiment, arrays, meta))
+    except KeyError as err:            # eqlib.results.UnknownName: the run lacks an array
         return Measurement(f"not in this run ({err})", None, label(meta))
     return Measurement(text, ok, label(meta)) if text else None
 

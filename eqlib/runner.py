@@ -4,9 +4,17 @@ A run lives in ``<root>/<experiment>/<preset>-<config_hash>/``::
 
     steps/<name>.npz        cached output of ``run.step(name, fn)`` (reused on rerun)
     steps/<name>.json       wall time of that step when it was computed
-    checkpoints/<name>.npz  state that long steps save themselves (see ``Run.checkpoint_path``)
+    checkpoints/<name>/     state that long steps save themselves (an orbax directory; see
+                            ``Run.checkpoint_path``; runs before this layout named it ``<name>.npz``)
+    ranges/<name>/members<a>-<last>.npz
+                            members a…last of the ensemble ``<name>`` trained by a job-array task
+                            (``--members a:b``), joined by ``python -m eqlib merge``
     results.npz             arrays the chapters plot
     results.json            config, preset, summary, provenance, wall time
+
+Experiments train their members through :meth:`Run.train` / :meth:`Run.train_in_chunks`, so that
+one run can be split into member ranges (job arrays) and run on several processes
+(:mod:`eqlib.distributed`: every process computes every step, only process 0 writes).
 
 Experiments register themselves on import of ``eqlib.experiments.<name>``::
 
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import io
 import json
 import os
 import pkgutil
@@ -32,7 +41,7 @@ import types
 import typing
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -42,6 +51,10 @@ from eqlib.provenance import git_info, provenance, utc_now_iso
 
 __all__ = [
     "RESULTS_ENV_VAR",
+    "MemberRangeError",
+    "MembersPending",
+    "parse_member_range",
+    "check_tiling",
     "default_results_root",
     "display_path",
     "Run",
@@ -121,6 +134,133 @@ def _as_arrays(value: Any, what: str) -> Arrays:
     return {str(k): np.asarray(v) for k, v in value.items()}
 
 
+# --------------------------------------------------------------------------- member ranges
+
+_RANGE_RE = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+_RANGE_FILE_RE = re.compile(r"^members(\d+)-(\d+)\.npz$")
+#: History entries of :func:`eqlib.ensemble.train_ensemble` with a known member axis.
+_MEMBER_AXIS = {"loss": 1, "first_epoch_step_loss": 0}
+_SNAPSHOT = "snapshot/leaf_"
+
+
+class MemberRangeError(ValueError):
+    """A member range that does not fit an ensemble, or stored ranges that do not tile ``0 … M−1``."""
+
+
+class MembersPending(Exception):
+    """Raised where a member-range run has stored its members of an ensemble: the measurement that
+    follows needs every member, so it is left to ``python -m eqlib merge`` (see :meth:`Run.train`)."""
+
+
+class _PendingResult(dict):
+    """The value of a step that a member-range run left for the merge: empty; reading a key raises."""
+
+    def __init__(self, step: str):
+        super().__init__()
+        self.step = step
+
+    def __getitem__(self, key):
+        raise MembersPending(f"step {self.step!r} needs every member: it is computed by the merge")
+
+
+def _snapshot(epoch: int, params: Any) -> dict[str, Any]:
+    """``on_epoch_end`` of a member-range task whose metrics the merge computes: the parameters."""
+    import jax
+
+    return {f"{_SNAPSHOT}{i:05d}": leaf for i, leaf in enumerate(jax.tree_util.tree_leaves(params))}
+
+
+def parse_member_range(text: str | tuple[int, int]) -> tuple[int, int]:
+    """``"a:b"`` (or ``(a, b)``) → ``(a, b)``: members ``a … b−1``; ValueError unless ``0 ≤ a < b``."""
+    if isinstance(text, str):
+        match = _RANGE_RE.match(text)
+        if match is None:
+            raise ValueError(f"--members expects a:b (members a … b−1, e.g. 0:25), got {text!r}")
+        a, b = int(match.group(1)), int(match.group(2))
+    else:
+        try:
+            a, b = (int(v) for v in text)
+        except (TypeError, ValueError):
+            raise ValueError(f"a member range is (a, b) or 'a:b', got {text!r}") from None
+    if not 0 <= a < b:
+        raise ValueError(f"a member range a:b needs 0 ≤ a < b, got {a}:{b}")
+    return a, b
+
+
+def _range_files(directory: Path) -> list[tuple[int, int, Path]]:
+    """``(first, last, path)`` of every stored range under ``ranges/<name>/``, sorted."""
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.iterdir():
+        match = _RANGE_FILE_RE.match(path.name)
+        if match:
+            found.append((int(match.group(1)), int(match.group(2)), path))
+    return sorted(found)
+
+
+def _spans(members: list[int]) -> str:
+    """``[0, 1, 2, 5]`` → ``"0–2, 5"``."""
+    out, start = [], None
+    for i, m in enumerate(members):
+        if start is None:
+            start = m
+        if i + 1 == len(members) or members[i + 1] != m + 1:
+            out.append(f"{start}" if start == m else f"{start}–{m}")
+            start = None
+    return ", ".join(out)
+
+
+def check_tiling(ranges: list[tuple[int, int]], num_members: int, name: str = "ensemble") -> None:
+    """Raise :class:`MemberRangeError` unless the ranges ``(first, last)`` cover ``0 … M−1`` exactly once."""
+    count = np.zeros(num_members, int)
+    beyond = [(a, b) for a, b in ranges if b >= num_members]
+    for a, b in ranges:
+        count[a:b + 1] += 1
+    missing = np.flatnonzero(count == 0).tolist()
+    twice = np.flatnonzero(count > 1).tolist()
+    problems = []
+    if missing:
+        problems.append(f"members {_spans(missing)} are missing")
+    if twice:
+        problems.append(f"members {_spans(twice)} are stored more than once")
+    if beyond:
+        problems.append(f"ranges {beyond} reach past member {num_members - 1}")
+    if problems:
+        stored = ", ".join(f"{a}:{b + 1}" for a, b in ranges) or "none"
+        raise MemberRangeError(f"{name}: the stored member ranges ({stored}) do not tile 0:{num_members}: "
+                               + "; ".join(problems))
+
+
+def _join_histories(parts: list[dict[str, np.ndarray]], sizes: list[int], per_member: bool,
+                    name: str) -> dict[str, np.ndarray]:
+    """The histories of consecutive member ranges (``sizes`` members each) as one ensemble's.
+
+    ``loss (epochs, m)`` and parameter snapshots ``(K, m, ...)`` join along axis 1,
+    ``first_epoch_step_loss (m, steps)`` along axis 0; ``epoch`` must agree. Other entries are
+    ``on_epoch_end`` metrics: with ``per_member`` an entry ``(K, m, ...)`` joins along axis 1 and
+    any other must be equal in every range (e.g. the epoch it was recorded at); without, they are
+    dropped (the merge recomputes them from the snapshots).
+    """
+    out: dict[str, np.ndarray] = {}
+    keys = list(dict.fromkeys(k for part in parts for k in part))
+    for key in keys:
+        if any(key not in part for part in parts):
+            raise MemberRangeError(f"{name}: history entry {key!r} is missing from some member ranges")
+        values = [np.asarray(part[key]) for part in parts]
+        if key in _MEMBER_AXIS:
+            out[key] = np.concatenate(values, _MEMBER_AXIS[key])
+        elif key.startswith(_SNAPSHOT) or (per_member and key != "epoch" and all(
+                v.ndim >= 2 and v.shape[1] == m for v, m in zip(values, sizes))):
+            out[key] = np.concatenate(values, 1)
+        elif key == "epoch" or per_member:
+            if any(v.shape != values[0].shape or not np.array_equal(v, values[0]) for v in values):
+                raise MemberRangeError(f"{name}: history entry {key!r} has no member axis and differs "
+                                       "between member ranges, so the ranges cannot be joined")
+            out[key] = values[0]
+    return out
+
+
 class Run:
     """One run directory ``root/<experiment>/<preset>-<config_hash>/`` with resumable steps.
 
@@ -131,6 +271,17 @@ class Run:
       root: results root; defaults to :func:`default_results_root`.
       fresh: delete cached steps and checkpoints first, recomputing everything.
       verbose: print progress lines (``[exp/preset] step 'x': resumed``).
+      member_range: ``(a, b)`` or ``"a:b"``: a job-array task — train members ``a … b−1`` of every
+        ensemble, store them under ``ranges/`` and leave the measurement to a merge (see
+        :meth:`train_in_chunks`). The config, and so the run directory, is that of the whole run.
+      merge: join the stored member ranges instead of training, then measure and finish.
+
+    With several processes (:mod:`eqlib.distributed`) every process computes every step (training
+    is one collective program over the members of all processes; everything else is the same
+    deterministic computation on the same data), and only the writer (process 0) writes: step
+    caches, checkpoints, member ranges and results. What the writer reads from disk — a cached
+    step, a stored range — it sends to the others, so no process skips a step that another computes
+    and no shared file system is needed.
     """
 
     def __init__(
@@ -142,7 +293,11 @@ class Run:
         *,
         fresh: bool = False,
         verbose: bool = True,
+        member_range: tuple[int, int] | str | None = None,
+        merge: bool = False,
     ) -> None:
+        from eqlib import distributed
+
         self.experiment = _check_name(experiment, "experiment name")
         self.preset = _check_name(preset, "preset name")
         self.config = config
@@ -150,15 +305,26 @@ class Run:
         self.config_hash = config_hash(config)
         self.root = Path(root) if root is not None else default_results_root()
         self.dir = self.root / experiment / f"{preset}-{self.config_hash}"
-        self.verbose = verbose
+        self.writer = distributed.is_writer()
+        self.verbose = verbose and self.writer
+        self.member_range = None if member_range is None else parse_member_range(member_range)
+        if merge and self.member_range is not None:
+            raise ValueError("a run either trains a member range or merges the stored ranges, not both")
+        self.merging = bool(merge)
         self.resumed_steps: list[str] = []
         self.computed_steps: list[str] = []
+        self.pending_steps: list[str] = []
+        self.failed_training: str | None = None
+        self._in_train = False
+        self._new_range, self._range_calls = False, 0
+        self.ranges: dict[str, dict[str, Any]] = {}  # per ensemble name: members, stored ranges
         self.finished_path: Path | None = None
         self._t0 = time.perf_counter()
-        if fresh:
-            for sub in ("steps", "checkpoints"):
-                shutil.rmtree(self.dir / sub, ignore_errors=True)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.writer:
+            if fresh:
+                for sub in ("steps", "checkpoints"):
+                    shutil.rmtree(self.dir / sub, ignore_errors=True)
+            self.dir.mkdir(parents=True, exist_ok=True)
         self.log(f"run directory {display_path(self.dir, self.root)}")
 
     def __repr__(self) -> str:
@@ -195,39 +361,325 @@ class Run:
         """Path of the cached arrays of step ``name``."""
         return self.dir / "steps" / f"{_check_step_name(name)}.npz"
 
+    def _from_writer(self, read: Callable[[], dict[str, np.ndarray] | None]) -> dict[str, np.ndarray] | None:
+        """``read()`` on the writer, its arrays (or None) on every process (one process: just ``read()``)."""
+        from eqlib import distributed
+
+        if distributed.process_count() == 1:
+            return read()
+        blob = None
+        if self.writer:
+            found = read()
+            if found is None:
+                blob = b"none"
+            else:
+                buf = io.BytesIO()
+                np.savez(buf, **found)
+                blob = buf.getvalue()
+        blob = distributed.broadcast_bytes(blob)
+        if blob == b"none":
+            return None
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+
     def step(self, name: str, fn: Callable[[], dict[str, Any]]) -> Arrays:
         """Return the cached arrays of step ``name``, or compute them with ``fn()`` and cache them.
 
         ``fn`` returns ``{key: array}``; the result is always numpy arrays, identical whether
-        computed now or resumed from ``steps/<name>.npz``.
+        computed now or resumed from ``steps/<name>.npz``. In a member-range run a step whose
+        training stored its members (:class:`MembersPending`) is not cached: it returns an empty
+        mapping, and reading a key of it raises :class:`MembersPending`.
         """
         path = self.step_path(name)
-        if path.exists():
+
+        def read() -> dict[str, np.ndarray] | None:
+            if not path.exists():
+                return None
             try:
-                arrays = load_arrays(path)
+                return load_arrays(path)
             except ValueError as err:
                 self.log(f"step {name!r}: cached file unreadable, recomputing ({err})")
-            else:
-                self.resumed_steps.append(name)
-                self.log(f"step {name!r}: resumed from {path.relative_to(self.dir)}")
-                return arrays
+                return None
+
+        arrays = self._from_writer(read)
+        if arrays is not None:
+            self.resumed_steps.append(name)
+            self.log(f"step {name!r}: resumed from {path.relative_to(self.dir)}")
+            return arrays
         self.log(f"step {name!r}: computing")
         t0 = time.perf_counter()
-        arrays = _as_arrays(fn(), f"step {name!r}")
+        if self.member_range is not None:
+            value = self._range_step(name, fn)
+            if value is None:
+                return _PendingResult(name)
+        else:
+            value = fn()
+        arrays = _as_arrays(value, f"step {name!r}")
         seconds = time.perf_counter() - t0
-        save_arrays(path, arrays)
-        save_json(path.with_suffix(".json"),
-                  {"wall_time_s": seconds, "finished": utc_now_iso(), **git_info()})
+        if self.writer:
+            save_arrays(path, arrays)
+            save_json(path.with_suffix(".json"),
+                      {"wall_time_s": seconds, "finished": utc_now_iso(), **git_info()})
         self.computed_steps.append(name)
         self.log(f"step {name!r}: done in {seconds:.1f} s")
         return arrays
 
+    def _range_step(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+        """``fn()`` of a member-range run: its value, or None when it trained (or needs) member ranges.
+
+        A training call stores its new range and raises :class:`MembersPending`; ``fn`` then runs
+        again, with the ranges stored so far standing in for their ensembles (the task's own
+        members), until no training call is new — so that every training call of the step is
+        reached (e.g. the folds of a cross-validation inside one step). What ``fn`` computes on
+        those stand-ins, or fails to, is thrown away: the merge computes it on every member.
+        """
+        while True:
+            self._new_range, self._range_calls = False, 0
+            try:
+                value = fn()
+            except MembersPending:
+                if self._new_range:
+                    continue
+            except Exception as err:  # noqa: BLE001 - stand-ins are not the ensemble the code expects
+                if self._range_calls == 0 or self.failed_training is not None:
+                    raise
+                self.log(f"step {name!r}: its code on the task's members failed ({type(err).__name__}); "
+                         "the merge runs it on every member")
+            else:
+                if self._range_calls == 0:
+                    return value
+            self.pending_steps.append(name)
+            self.log(f"step {name!r}: members {self.member_range[0]}:{self.member_range[1]} stored; "
+                     "the rest of the step needs every member (python -m eqlib merge)")
+            return None
+
     def checkpoint_path(self, name: str) -> Path:
-        """Path ``checkpoints/<name>.npz`` (parent created) for steps that checkpoint themselves."""
+        """Path ``checkpoints/<name>`` (parent created) for steps that checkpoint themselves.
+
+        A checkpoint is an orbax directory (:func:`eqlib.ensemble.train_ensemble`). Runs before this
+        layout named it ``<name>.npz`` (a directory, or an npz file of the older format): when only
+        that exists, its path is returned, so an interrupted older run still resumes.
+        """
         _check_step_name(name)
-        path = self.dir / "checkpoints" / (name if name.endswith(".npz") else f"{name}.npz")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if self.member_range is not None and not self._in_train:
+            raise MemberRangeError(
+                f"{self.experiment}: {name!r} trains members outside Run.train / Run.train_in_chunks, so a "
+                "member-range run cannot split it (train through Run.train to make it splittable)")
+        path = self.dir / "checkpoints" / name
+        legacy = path.with_name(f"{path.name}.npz")
+        if not name.endswith(".npz") and not path.exists() and legacy.exists():
+            path = legacy
+        if self.writer:
+            path.parent.mkdir(parents=True, exist_ok=True)
         return path
+
+    # ----------------------------------------------------------------------- training members
+
+    def range_dir(self, name: str) -> Path:
+        """``ranges/<name>/``: where job-array tasks store their members of the ensemble ``name``."""
+        return self.dir / "ranges" / _check_step_name(name)
+
+    def train(self, name: str, module: Any, x: Any, y: Any, config: Any, num_members: int, seed: int = 0,
+              **kwargs: Any) -> tuple[Any, dict[str, np.ndarray]]:
+        """Train the ensemble ``name`` of ``num_members`` members: :meth:`train_in_chunks`, joined.
+
+        Returns ``(state, history)`` of all members (parameters as numpy arrays when they came in
+        several chunks or ranges, or from several processes).
+        """
+        chunks = list(self.train_in_chunks(name, module, x, y, config, num_members, seed=seed, **kwargs))
+        if len(chunks) == 1:
+            return chunks[0]
+        return self._join_chunks(name, [s for s, _ in chunks], [h for _, h in chunks])
+
+    def train_in_chunks(self, name: str, module: Any, x: Any, y: Any, config: Any, num_members: int,
+                        chunk: int | None = None, seed: int = 0, *, per_member_metrics: bool = False,
+                        **train_kwargs: Any) -> Iterator[tuple[Any, dict[str, np.ndarray]]]:
+        """The one place where experiments train members: ``(state, history)`` chunk by chunk.
+
+        ``x: (n, ...)``, ``y: (n, ...)``; ``config``: a :class:`eqlib.ensemble.TrainConfig`; member m
+        is a pure function of ``(seed, m)``. ``train_kwargs`` (``group``, ``on_epoch_end``,
+        ``checkpoint_every``, ``progress`` …) go to :func:`eqlib.ensemble.train_ensemble`.
+
+        * A plain run is :func:`eqlib.ensemble.train_in_chunks` with checkpoints
+          ``checkpoints/<name>`` (or ``<name>_members<first>-<last>`` per chunk).
+        * A member-range run (``member_range=(a, b)``, ``python -m eqlib run … --members a:b``) trains
+          members ``a … b−1`` (those below ``num_members`` when an ensemble trained earlier in the run
+          has b members or more — so one array splits ensembles of different sizes; otherwise a
+          range past the last member is a :class:`MemberRangeError`), stores their parameters and
+          history as ``ranges/<name>/members<a>-<b−1>.npz`` and raises :class:`MembersPending`: the
+          code that follows needs every member, and :meth:`step` leaves it to the merge (a range
+          stored before is yielded as a stand-in, so that a step that trains several ensembles
+          reaches all of them). ``on_epoch_end`` metrics are either per member
+          (``per_member_metrics=True``: every entry has the member axis first, or is the same for
+          all members, such as the epoch) and computed in the task, or — the default, e.g. for
+          ensemble statistics — left to the merge, which calls ``on_epoch_end`` on the joined
+          members from parameter snapshots that the task stores at every epoch.
+        * A merge run (``merge=True``, ``python -m eqlib merge``) checks that the stored ranges tile
+          ``0 … num_members−1`` and yields one chunk: all members, joined.
+        """
+        from eqlib import distributed
+        from eqlib.ensemble import train_in_chunks
+
+        train_kwargs.setdefault("progress", self.show_progress)
+        callback = train_kwargs.get("on_epoch_end")
+        if callback is not None and distributed.process_count() > 1:  # the callback reads numpy arrays
+            train_kwargs["on_epoch_end"] = lambda epoch, params: callback(epoch, distributed.gather(params))
+        if self.merging:
+            yield self._merged(name, module, x, config, num_members, seed, callback)
+            return
+        members = None
+        if self.member_range is not None:
+            a, b = self.member_range
+            self.ranges.setdefault(name, {"members": num_members})
+            largest = max(info["members"] for info in self.ranges.values())
+            if b > largest:
+                raise MemberRangeError(f"members {a}:{b} run past the {num_members} members of the "
+                                       f"ensemble {name!r} (members 0:{num_members}); end the range at "
+                                       f"≤ {largest}")
+            if a >= num_members:
+                self.log(f"{name}: members {a}:{b} — this ensemble has only {num_members}: nothing to train")
+                raise MembersPending(name)
+            if b > num_members:  # a smaller ensemble than one trained before: its members a … M−1
+                self.log(f"{name}: members {a}:{b} — this ensemble has {num_members}: training {a}:{num_members}")
+                b = num_members
+            path = self.range_dir(name) / f"members{a}-{b - 1}.npz"
+            self._range_calls += 1
+            stored = self._from_writer(lambda: load_arrays(path) if path.is_file() else None)
+            if stored is not None:  # trained before: the task's members stand in for the ensemble
+                self.log(f"{name}: members {a}:{b} stored in {path.relative_to(self.dir)}")
+                yield self._joined(name, [stored], module, x, config, seed, None)
+                return
+            members = range(a, b)
+            if callback is not None and not per_member_metrics:
+                train_kwargs["on_epoch_end"] = _snapshot
+        states, histories = [], []
+        chunks = train_in_chunks(module, x, y, config, num_members, chunk, seed, self.checkpoint_path, name,
+                                 members=members, **train_kwargs)
+        if members is None:
+            for state, history in chunks:
+                if distributed.process_count() > 1:  # global arrays: every process reads all members
+                    state = state._replace(params=distributed.gather(state.params))
+                yield state, history
+            return
+        self._in_train = True
+        try:
+            for state, history in chunks:
+                states.append(state._replace(params=distributed.gather(state.params)))
+                histories.append(history)
+        except Exception:
+            self.failed_training = name  # a failure in training is an error of the task, never skipped
+            raise
+        finally:
+            self._in_train = False
+        self._store_range(name, path, states, histories, per_member_metrics or callback is None)
+        self._new_range = True
+        raise MembersPending(name)
+
+    def _join_chunks(self, name: str, states: list, histories: list[dict]):
+        """Chunks (or ranges) of consecutive members as one ``(state, history)``; params as numpy."""
+        import jax
+
+        params = jax.tree_util.tree_map(lambda *leaves: np.concatenate([np.asarray(l) for l in leaves]),
+                                        *[s.params for s in states])
+        sizes = [len(s.member_ids) for s in states]
+        # chunks of one plain run: per-member metrics join; any other entry must agree between chunks
+        history = _join_histories(histories, sizes, True, name)
+        ids = tuple(m for s in states for m in s.member_ids)
+        return states[0]._replace(params=params, opt_state=None, member_ids=ids), history
+
+    def _store_range(self, name: str, path: Path, states: list, histories: list[dict],
+                     per_member: bool) -> None:
+        """Write the trained members of a range task: ``params/leaf_i (m, ...)``, ``history/<key>``."""
+        import jax
+
+        leaves = [np.concatenate([np.asarray(l) for l in parts])
+                  for parts in zip(*[jax.tree_util.tree_leaves(s.params) for s in states])]
+        sizes = [len(s.member_ids) for s in states]
+        history = _join_histories(histories, sizes, per_member, name)
+        arrays = {f"params/leaf_{i:05d}": leaf for i, leaf in enumerate(leaves)}
+        arrays.update({f"history/{k}": v for k, v in history.items()})
+        ids = [m for s in states for m in s.member_ids]
+        arrays["member_ids"] = np.asarray(ids)
+        arrays["epoch"] = np.asarray(states[-1].epoch)
+        arrays["per_member_metrics"] = np.asarray(per_member)
+        if self.writer:
+            save_arrays(path, arrays)
+        self.log(f"{name}: members {ids[0]}:{ids[-1] + 1} stored in {path.relative_to(self.dir)}")
+
+    def _merged(self, name: str, module: Any, x: Any, config: Any, num_members: int, seed: int,
+                callback: Callable | None) -> tuple[Any, dict[str, np.ndarray]]:
+        """All members of ``name`` from the stored ranges (checked to tile ``0 … num_members−1``)."""
+        import jax
+
+        from eqlib import distributed
+        from eqlib.ensemble import EnsembleState, init_ensemble
+
+        def listing() -> dict[str, np.ndarray]:
+            found = _range_files(self.range_dir(name))
+            return {"ranges": np.asarray([(a, b) for a, b, _ in found], dtype=np.int64).reshape(-1, 2)}
+
+        ranges = [tuple(int(v) for v in r) for r in self._from_writer(listing)["ranges"]]
+        if not ranges:
+            raise MemberRangeError(
+                f"{name}: no member ranges are stored under {display_path(self.range_dir(name), self.root)}; "
+                f"train them first:  python -m eqlib run {self.experiment} --preset {self.preset} "
+                "--members a:b")
+        check_tiling(ranges, num_members, name)
+        parts = []
+        for a, b in ranges:
+            path = self.range_dir(name) / f"members{a}-{b}.npz"
+            parts.append(self._from_writer(lambda path=path: load_arrays(path)))
+        self.log(f"{name}: joining members 0:{num_members} from {len(ranges)} stored range(s)")
+        return self._joined(name, parts, module, x, config, seed, callback)
+
+    def _joined(self, name: str, parts: list[dict[str, np.ndarray]], module: Any, x: Any, config: Any,
+                seed: int, callback: Callable | None) -> tuple[Any, dict[str, np.ndarray]]:
+        """Stored ranges of consecutive members (``ranges/…npz`` contents) as one ``(state, history)``.
+
+        Parameter snapshots are turned into the ``on_epoch_end`` metrics of the joined members by
+        calling ``callback`` at every stored epoch; without a callback they are dropped (a task's
+        stand-in).
+        """
+        import jax
+
+        from eqlib import distributed
+        from eqlib.ensemble import EnsembleState, init_ensemble
+
+        treedef = jax.tree_util.tree_structure(
+            init_ensemble(module, x, seed=seed, config=config, member_ids=(0,)).params)
+        leaves = [np.concatenate([p[f"params/leaf_{i:05d}"] for p in parts])
+                  for i in range(treedef.num_leaves)]
+        params = jax.tree_util.tree_unflatten(treedef, leaves)
+        stored_per_member = {bool(p["per_member_metrics"]) for p in parts}
+        if len(stored_per_member) != 1:
+            raise MemberRangeError(f"{name}: some ranges stored per-member metrics and some snapshots")
+        histories = [{k.split("/", 1)[1]: v for k, v in p.items() if k.startswith("history/")} for p in parts]
+        sizes = [len(p["member_ids"]) for p in parts]
+        history = _join_histories(histories, sizes, stored_per_member.pop(), name)
+        snaps = [history.pop(k) for k in sorted(k for k in history if k.startswith(_SNAPSHOT))]  # (K, M, ...)
+        if snaps and callback is not None:
+            metrics: dict[str, list] = {}
+            for k, epoch in enumerate(history["epoch"]):
+                out = callback(int(epoch), jax.tree_util.tree_unflatten(treedef, [s[k] for s in snaps]))
+                for key, value in (out or {}).items():
+                    metrics.setdefault(key, []).append(np.asarray(distributed.gather(value)))
+            history.update({k: np.asarray(v) for k, v in metrics.items()})
+        ids = tuple(int(m) for p in parts for m in p["member_ids"])
+        return EnsembleState(params, None, ids, int(parts[0]["epoch"])), history
+
+    def member_report(self) -> str:
+        """What a member-range run leaves to do: per ensemble, the stored ranges and missing members."""
+        lines = []
+        for name, info in self.ranges.items():
+            found = [(a, b) for a, b, _ in _range_files(self.range_dir(name))]
+            have = np.zeros(info["members"], bool)
+            for a, b in found:
+                have[a:b + 1] = True
+            missing = np.flatnonzero(~have).tolist()
+            lines.append(f"  {name}: {info['members']} members; stored "
+                         + (", ".join(f"{a}:{b + 1}" for a, b in found) or "none")
+                         + (f"; missing {_spans(missing)}" if missing else "; complete"))
+        return "\n".join(lines)
 
     def _step_records(self) -> dict[str, dict[str, Any]]:
         """Per step: ``wall_time_s``, ``commit`` and ``dirty`` as recorded when it was computed."""
@@ -256,6 +708,11 @@ class Run:
         arrays = _as_arrays(arrays, "finish(arrays)")
         if not isinstance(summary, dict):
             raise TypeError(f"summary must be a dict, got {type(summary).__name__}")
+        if self.member_range is not None:
+            raise RuntimeError("a member-range run does not finish: python -m eqlib merge does")
+        if not self.writer:  # several processes: only process 0 writes
+            self.finished_path = self.dir / "results.json"
+            return self.finished_path
         save_arrays(self.dir / "results.npz", arrays)
         records = self._step_records()
         step_times = {name: r["wall_time_s"] for name, r in records.items()}
@@ -534,17 +991,28 @@ def run_experiment(
     *,
     fresh: bool = False,
     verbose: bool = True,
+    member_range: tuple[int, int] | str | None = None,
+    merge: bool = False,
     **overrides: Any,
 ) -> Path:
     """Run experiment ``name`` at ``preset`` (resolved by ``preset_name``) with field overrides.
 
     Returns the path of the written ``results.json``. Cached steps of an earlier, interrupted run
     with the same config are reused unless ``fresh``.
+
+    Job arrays: with ``member_range=(a, b)`` only members ``a … b−1`` of every ensemble are trained and
+    stored (:meth:`Run.train_in_chunks`); whatever needs every member is skipped, nothing is
+    finished, a report of the stored and missing ranges is printed, and the path of the run's
+    ``ranges/`` directory is returned. Once the tasks have stored ranges that tile every ensemble,
+    ``merge=True`` joins them, measures and finishes like a plain run (same results, to float
+    tolerance: each member is a pure function of ``(seed, m)``).
     """
     exp = get_experiment(name)
     preset = preset_name(preset, valid=tuple(exp.presets))
     config = apply_overrides(exp.presets[preset], **overrides)
-    run = Run(name, preset, config, root, fresh=fresh, verbose=verbose)
+    run = Run(name, preset, config, root, fresh=fresh, verbose=verbose, member_range=member_range, merge=merge)
+    if run.member_range is not None:
+        return _run_member_range(run, exp, config, overrides)
     out = exp.run_fn(run, config)
     if run.finished_path is not None:
         return run.finished_path
@@ -555,6 +1023,36 @@ def run_experiment(
             f"(or call run.finish), got {got}"
         )
     return run.finish(out.get("arrays", {}), out["summary"])
+
+
+def _run_member_range(run: Run, exp: Experiment, config: Any, overrides: dict[str, Any]) -> Path:
+    """A job-array task: every ensemble's members of ``run.member_range``, then a report."""
+    a, b = run.member_range
+    try:
+        exp.run_fn(run, config)
+    except MemberRangeError:
+        raise
+    except Exception as err:  # noqa: BLE001 - what follows a pending step reads the members it lacks
+        if not run.ranges or run.failed_training is not None:
+            raise
+        reason = "it needs every member" if isinstance(err, MembersPending) else f"{type(err).__name__}: {err}"
+        run.log(f"the rest of the experiment is left for the merge ({reason})")
+    if not run.ranges and run.resumed_steps:  # the steps that train are cached: merged already
+        run.log(f"members {a}:{b}: nothing to train, every step is cached (the run was merged or run whole)")
+        return run.dir / "ranges"
+    if not run.ranges:
+        raise MemberRangeError(f"experiment {run.experiment!r} trained no members through Run.train, so "
+                               "it cannot be split into member ranges")
+    sets = "".join(f" --set {k}={','.join(map(str, v)) if isinstance(v, (tuple, list)) else v}"
+                   for k, v in overrides.items())
+    if run.root.resolve() != default_results_root().resolve():
+        sets += f" --results {run.root}"
+    report = run.member_report()
+    if run.writer:
+        print(f"[{run.experiment}/{run.preset}] members {a}:{b} stored. Ensembles:\n{report}\n"
+              f"When every ensemble is complete:  python -m eqlib merge {run.experiment} "
+              f"--preset {run.preset}{sets}", flush=True)
+    return run.dir / "ranges"
 
 
 # --------------------------------------------------------------------------- stored runs

@@ -208,3 +208,34 @@ def test_a_killed_run_resumes_to_the_members_of_an_uninterrupted_one(tmp_path, d
         np.testing.assert_array_equal(result[f"resumed{i}"], result[f"straight{i}"])
     np.testing.assert_array_equal(result["loss"], result["straight_loss"])
     np.testing.assert_array_equal(result["tag"], [0, 1, 2, 3])
+
+
+# ------------------------------------------------------------------------------ names in a run directory
+
+@pytest.mark.parametrize("layout", ["orbax", "npz"])
+def test_a_run_finds_and_resumes_a_checkpoint_of_the_older_npz_name(tmp_path, layout):
+    """Checkpoints were named ``checkpoints/<name>.npz`` (an orbax directory, or earlier an npz file);
+    now ``checkpoints/<name>``. A run interrupted under the old name resumes from it."""
+    from eqlib.runner import Run
+
+    run = Run("toy", "quick", {"seed": 0}, tmp_path, verbose=False)
+    assert run.checkpoint_path("train_plain") == run.dir / "checkpoints" / "train_plain"
+    old = run.dir / "checkpoints" / "train_plain.npz"
+    if layout == "orbax":
+        first, _ = train(2, checkpoint=old, on_epoch_end=lambda e, p: {"tag": e})
+        assert old.is_dir()
+    else:
+        first, first_history = train(2, on_epoch_end=lambda e, p: {"tag": e})
+        save_npz_checkpoint(old, EnsembleState(first.params, first.opt_state, first.member_ids, 2),
+                            {k: list(v) for k, v in first_history.items()})
+    assert run.checkpoint_path("train_plain") == old  # only the old name exists: it is the one
+    calls = []
+    resumed, history = train(3, checkpoint=run.checkpoint_path("train_plain"),
+                             on_epoch_end=lambda e, p: calls.append(e) or {"tag": e})
+    assert calls == [3]  # epochs 1 and 2 came from the old checkpoint
+    alone, alone_history = train(3, on_epoch_end=lambda e, p: {"tag": e})
+    assert same(resumed.params, alone.params) and same(resumed.opt_state, alone.opt_state)
+    np.testing.assert_array_equal(history["loss"], alone_history["loss"])
+    # a new checkpoint under the new name wins over the old one
+    train(1, checkpoint=run.dir / "checkpoints" / "train_plain")
+    assert run.checkpoint_path("train_plain") == run.dir / "checkpoints" / "train_plain"

@@ -207,7 +207,7 @@ def test_full_preset_code_path_with_member_chunks(tmp_path, monkeypatch, capsys)
     meta = json.loads(path.read_text())
     assert meta["summary"]["data"]["stand_in"] is False and meta["summary"]["data"]["n_train"] == [18]
     assert sorted(p.name for p in (path.parent / "checkpoints").iterdir()) == [
-        f"train_{mode}_members{m}-{m}.npz" for mode in ("C4", "plain") for m in (0, 1)]
+        f"train_{mode}_members{m}-{m}" for mode in ("C4", "plain") for m in (0, 1)]
     chunked, _ = latest_results("histology", "full", root=tmp_path, allow_modified=True)
     whole = run_experiment("histology", preset="full", root=tmp_path / "whole", member_chunk=None, **small)
     once, _ = latest_results("histology", "full", root=tmp_path / "whole", allow_modified=True)

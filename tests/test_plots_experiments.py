@@ -2,13 +2,18 @@
 
 The arrays mimic, key by key and shape by shape, what the runners of eqlib.experiments.ising,
 .fashion_mnist and .histology store; every figure function must draw them into a Figure with the
-expected panels, labelled axes and a title.
+expected panels, labelled axes and a title. The figures read the arrays by name through
+eqlib.results: a plain dict and a ``Results`` draw the same PNG, a misspelt arm or a Results of
+another experiment is rejected by name, and on the stored reference runs the drawn lines are the
+stored arrays.
 """
 from __future__ import annotations
 
 import matplotlib
 
 matplotlib.use("Agg")
+
+import io  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -22,6 +27,8 @@ from eqlib.experiments.histology import EVAL_SETS as HISTOLOGY_SETS  # noqa: E40
 from eqlib.experiments.ising import EVAL_SETS as ISING_SETS  # noqa: E402
 from eqlib.groups import CyclicRotations, Dihedral4  # noqa: E402
 from eqlib.plots import experiments as figures  # noqa: E402
+from eqlib.results import Results, UnknownName  # noqa: E402
+from eqlib.runner import stored_results  # noqa: E402
 
 RNG = np.random.default_rng(0)
 SIZES = np.array([1, 2, 4])          # K = 3 ensemble sizes
@@ -205,6 +212,99 @@ def test_histology_evaluation_sets():
     sets = {name: RNG.uniform(size=(3, 16, 16, 3)) for name in HISTOLOGY_SETS}
     fig = plots.histology_evaluation_sets(sets, indices=(0, 2))
     _check(fig, 2 * len(HISTOLOGY_SETS), xlabels=0, ylabels=2)
+
+
+# ------------------------------------------------------------- read by name (eqlib.results)
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=40)
+    return buf.getvalue()
+
+
+# every figure that reads results arrays: (experiment, synthetic arrays, draw(arrays) -> Figure)
+READERS = {
+    "ising_spread_over_training": ("ising", lambda: _ising_arrays(),
+                                   lambda a: plots.ising_spread_over_training(a, ISING_CFG)),
+    "ising_cnn_spread_vs_members": ("ising", lambda: _ising_arrays(cnn_ntk=True),
+                                    lambda a: plots.ising_cnn_spread_vs_members(a, ISING_CFG)),
+    "fashion_mnist_accuracy_vs_members": (
+        "fashion_mnist", _fashion_arrays,
+        lambda a: plots.fashion_mnist_accuracy_vs_members(a, FASHION_CFG, "quick")),
+    "fashion_mnist_osp_and_spread_vs_members": (
+        "fashion_mnist", _fashion_arrays,
+        lambda a: plots.fashion_mnist_osp_and_spread_vs_members(a, [2, 4], "quick")),
+    "fashion_mnist_osp_over_epochs": ("fashion_mnist", _fashion_arrays,
+                                      lambda a: plots.fashion_mnist_osp_over_epochs(a, 4, 8)),
+    "fashion_mnist_so2": ("fashion_mnist", _fashion_arrays,
+                          lambda a: plots.fashion_mnist_so2(a, 2, ["none", "C4", "C8"], 2)),
+    "fashion_mnist_accuracy_vs_angle": (
+        "fashion_mnist", _fashion_arrays,
+        lambda a: plots.fashion_mnist_accuracy_vs_angle(a, 2, ["none", "C4", "C8"])),
+}
+
+
+@pytest.mark.parametrize("name", sorted(READERS))
+def test_a_dict_and_results_draw_the_same_png(name):
+    experiment, make, draw = READERS[name]
+    arrays = make()
+    as_dict = _png(draw(arrays))
+    plt.close("all")
+    assert _png(draw(Results(experiment, arrays))) == as_dict
+
+
+def test_results_of_another_experiment_are_rejected():
+    with pytest.raises(ValueError, match="expected ising results, got Results of 'fashion_mnist'"):
+        plots.ising_cnn_spread_vs_members(Results("fashion_mnist", _fashion_arrays()), ISING_CFG)
+
+
+def test_a_missing_arm_is_named_with_the_valid_ones():
+    with pytest.raises(UnknownName, match="unknown arm 'c2_C9'.*c2_C8"):
+        plots.fashion_mnist_so2(_fashion_arrays(), 2, ["none", "C4", "C9"], 2)
+    arrays = {k: v for k, v in _ising_arrays().items() if not k.startswith("cnn_plain/")}
+    with pytest.raises(UnknownName, match="unknown arm 'cnn_plain'.*cnn_aug"):
+        plots.ising_cnn_spread_vs_members(arrays, ISING_CFG)
+    wider = {**ISING_CFG, "widths": [4, 16]}
+    with pytest.raises(UnknownName, match="unknown arm 'mlp_w16_aug'.*mlp_w8_aug"):
+        plots.ising_spread_over_training(_ising_arrays(), wider)
+
+
+def _line_data(fig: Figure, ax: int = 0) -> list[np.ndarray]:
+    return [np.asarray(line.get_ydata(), dtype=float) for line in fig.axes[ax].lines]
+
+
+def test_the_ising_figures_draw_the_stored_reference_arrays():
+    arrays, meta = stored_results("ising", "reference")
+    cfg = meta["config"]
+    fig = plots.ising_cnn_spread_vs_members(arrays, cfg)
+    lines = _line_data(fig)
+    for j, name in enumerate(ISING_SETS):                # per set: augmented, then not augmented
+        np.testing.assert_array_equal(lines[2 * j], arrays[f"cnn_aug/ensemble_spread/{name}"][-1])
+        np.testing.assert_array_equal(lines[2 * j + 1], arrays[f"cnn_plain/ensemble_spread/{name}"][-1])
+    assert _png(plots.ising_cnn_spread_vs_members(Results("ising", arrays, meta), cfg)) == _png(fig)
+    plt.close("all")
+    fig = plots.ising_spread_over_training(arrays, cfg)
+    wide = f"mlp_w{max(cfg['widths'])}_aug"
+    markers = [y for y in _line_data(fig, 3) if len(y) == len(arrays["times"])]
+    last = len(arrays[f"{wide}/sizes"]) - 1
+    assert any(np.array_equal(y, arrays[f"{wide}/ensemble_spread/gaussian"][:, last]) for y in markers)
+
+
+def test_the_fashion_figures_draw_the_stored_reference_arrays():
+    arrays, meta = stored_results("fashion_mnist", "reference")
+    cfg = meta["config"]
+    w = cfg["widths"][0]
+    lines = _line_data(plots.fashion_mnist_accuracy_vs_members(arrays, cfg, "reference"))
+    np.testing.assert_array_equal(lines[0], arrays[f"c{w}_C4/ensemble_acc/test"])
+    np.testing.assert_array_equal(lines[1], arrays[f"c{w}_C4/ensemble_acc_orbit/test"])
+    lines = _line_data(plots.fashion_mnist_osp_over_epochs(arrays, w, cfg["n_epoch_eval"]), 2)
+    np.testing.assert_array_equal(lines[0], arrays[f"c{w}_C4/epoch/ensemble_osp/noise"])
+    np.testing.assert_allclose(lines[1], arrays[f"c{w}_C4/epoch/member_osp/noise"].mean(-1), rtol=0)
+    # the reference preset trains no SO(2) arms: the figure says so instead of a bare KeyError
+    assert not cfg["cont_groups"]
+    with pytest.raises(UnknownName, match=f"'so2/ensemble_agreement' of 'c{w}_none'.*not stored in this run"):
+        plots.fashion_mnist_so2(arrays, w, ["none", "C4"], 2)
 
 
 # ---------------------------------------------------------------------------------- coverage

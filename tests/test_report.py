@@ -1,28 +1,41 @@
 """The reproduction report: readers apply their rule to intervals, verdicts combine runs."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from eqlib import report
 from eqlib.report import Measurement, verdict
 
 
-def _run(summary, config, preset="quick"):
-    meta = {"summary": summary, "config": config, "preset": preset, "timestamp": "2026-12-01T00:00",
+def _run(arrays, config, preset="quick"):
+    meta = {"summary": {}, "config": config, "preset": preset, "timestamp": "2026-12-01T00:00",
             "provenance": {"device": {"backend": "cpu"}, "host": {"cpu_count": 2},
                            "git": {"commit": "abcdef0123", "dirty": False}}}
-    return {}, meta
+    return arrays, meta
 
 
 def _tour(aug=1e-14, plain=1.1):
-    return {f"{m}/{d}": {"ntk_mean_spread_max": v} for m, v in (("augmented", aug), ("plain", plain))
+    """Tour arrays: the orbit spread of μ_t over time (the reader takes its maximum)."""
+    return {f"{m}/ntk_spread_{d}": np.array([[0.0, v]]) for m, v in (("augmented", aug), ("plain", plain))
             for d in ("test", "noise")}
 
 
+def _table(difference):
+    """A (3, 3) member-vs-ensemble table whose difference row is ``difference``."""
+    return np.array([[0.5, 0.45, 0.55], [0.6, 0.55, 0.65], difference])
+
+
+FMNIST_CFG = {"widths": [8], "cont_groups": [], "cont_width": 8, "parametrization": "standard",
+              "head": "flatten", "n_train": 8192}
+
+
 def _fmnist(diffs):
-    entry = {name: {"osp_interval": {"difference": d}} for name, d in zip(("test", "mnist", "noise"), diffs)}
-    entry.update(members=8, acc_full_interval={"ensemble": [0.83, 0.82, 0.84]})
-    return {"c8_C4": entry, "params": {"c8": 21578}}
+    arrays = {f"c8_C4/interval/{s}/{name}": _table(d) for name, d in zip(("test", "mnist", "noise"), diffs)
+              for s in ("osp", "kl")}
+    arrays["c8_C4/interval/acc_full/test"] = _table([0.83, 0.82, 0.84])
+    arrays["c8_C4/member_acc_full/test"] = np.full(8, 0.8)
+    return arrays
 
 
 def test_verdicts():
@@ -46,7 +59,7 @@ def test_theorem_reader_can_fail():
 
 
 def test_emergence_reader_uses_the_interval_not_the_estimate():
-    cfg = {"widths": [8], "cont_groups": []}
+    cfg = FMNIST_CFG
     up, straddle = [0.3, 0.1, 0.5], [0.3, -0.1, 0.7]
     quick = {"fashion_mnist": _run(_fmnist([up, up, up]), cfg)}
     rows = {r.key: r for r in report.reproduction_rows(quick, {})}

@@ -61,8 +61,8 @@ def test_step_names_validated(tmp_path):
     out = run.step("train/member_000", lambda: {"w": np.ones(2)})
     assert (run.dir / "steps" / "train" / "member_000.npz").exists()
     np.testing.assert_array_equal(out["w"], np.ones(2))
-    ckpt = run.checkpoint_path("train/epoch")
-    assert ckpt == run.dir / "checkpoints" / "train" / "epoch.npz" and ckpt.parent.is_dir()
+    ckpt = run.checkpoint_path("train/epoch")  # an orbax directory: no file suffix
+    assert ckpt == run.dir / "checkpoints" / "train" / "epoch" and ckpt.parent.is_dir()
 
 
 def test_resume_after_failure(tmp_path, capsys):

@@ -3,7 +3,8 @@ reference runs, each number with its 95 % interval, on and off the data manifold
 
     python tools/results_table.py            # after the quick runs exist (a book build makes them)
 
-Numbers are read from ``results.json`` summaries only; nothing is typed. Rows where the ensemble
+Numbers are read from the results arrays by name (:class:`eqlib.results.Results`, checked against
+each experiment's schema by tests/test_results.py); nothing is typed. Rows where the ensemble
 is *not* more invariant than its members, or where a finding does not show, are printed like any
 other: the table does not select.
 """
@@ -11,61 +12,66 @@ from __future__ import annotations
 
 import sys
 
+from eqlib.data.histology import CLASSES
+from eqlib.results import Results
 from eqlib.runner import latest_results, run_label, stored_results
 
 
 def iv(v) -> str:
-    if isinstance(v, dict):
-        v = [v["estimate"], v["low"], v["high"]]
-    return f"{v[0]:.3g} [{v[1]:.3g}, {v[2]:.3g}]"
+    """An interval (estimate, low, high[, level]) → ``"0.123 [0.1, 0.15]"``."""
+    e, lo, hi = (float(x) for x in tuple(v)[:3])
+    return f"{e:.3g} [{lo:.3g}, {hi:.3g}]"
 
 
-def ising(meta) -> list[str]:
-    s, cfg = meta["summary"], meta["config"]
-    aug, plain = s[f"mlp_w{max(cfg['widths'])}_aug"], s[f"mlp_w{cfg['plain_width']}_plain"]
+def ising(res: Results) -> list[str]:
+    cfg = res.config
+    aug = res.arm(f"mlp_w{max(cfg['widths'])}_aug")
+    plain = res.arm(f"mlp_w{cfg['plain_width']}_plain")
+    ntk = res.arm("ntk_mlp_aug")
     out = []
-    for name in ("test", "other_T", "random", "gaussian"):
-        m = aug[name]["member_vs_ensemble_spread"]
+    for name in res.sets:
+        m = aug.mve("mve_spread", name)
         out.append(f"{name}: orbit spread {iv(m['member'])} → {iv(m['ensemble'])} (NTK "
-                   f"{aug[name]['predicted_ensemble_spread']:.3g}), slope {iv(aug[name]['slope_spread'])}; "
-                   f"no augmentation → {iv(plain[name]['member_vs_ensemble_spread']['ensemble'])}")
-    out.append(f"energy RMSE (test): ensemble {iv(aug['test']['member_vs_ensemble_rmse']['ensemble'])} J "
-               f"vs {iv(plain['test']['member_vs_ensemble_rmse']['ensemble'])} J without augmentation")
+                   f"{float(ntk.predicted_spread(name)[-1, -1]):.3g}), slope "
+                   f"{iv(aug.interval('slope_spread', name))}; "
+                   f"no augmentation → {iv(plain.mve('mve_spread', name)['ensemble'])}")
+    out.append(f"energy RMSE (test): ensemble {iv(aug.mve('mve_rmse', 'test')['ensemble'])} J "
+               f"vs {iv(plain.mve('mve_rmse', 'test')['ensemble'])} J without augmentation")
     return out
 
 
-def fashion_mnist(meta) -> list[str]:
-    s, cfg = meta["summary"], meta["config"]
+def fashion_mnist(res: Results) -> list[str]:
+    cfg = res.config
     w = max(cfg["widths"])
-    c4, none = s[f"c{w}_C4"], s[f"c{w}_none"]
-    out = [f"accuracy (all test images): C4 members {iv(c4['acc_full_interval']['member'])}, ensemble "
-           f"{iv(c4['acc_full_interval']['ensemble'])}; no augmentation: ensemble "
-           f"{iv(none['acc_full_interval']['ensemble'])}"]
-    for name in ("test", "mnist", "noise"):
-        e, n = c4[name], none[name]
-        out.append(f"{name}: C4 OSP {iv(e['osp_interval']['member'])} → {iv(e['osp_interval']['ensemble'])}, "
-                   f"KL {iv(e['kl_interval']['member'])} → {iv(e['kl_interval']['ensemble'])}; "
-                   f"no augmentation OSP → {iv(n['osp_interval']['ensemble'])} (chance "
-                   f"{n['ensemble_chance']:.2f})")
+    c4, none = res.arm(f"c{w}_C4"), res.arm(f"c{w}_none")
+    acc, acc_none = c4.mve("interval/acc_full", "test"), none.mve("interval/acc_full", "test")
+    out = [f"accuracy (all test images): C4 members {iv(acc['member'])}, ensemble "
+           f"{iv(acc['ensemble'])}; no augmentation: ensemble {iv(acc_none['ensemble'])}"]
+    for name in res.sets:
+        osp, kl = c4.mve("interval/osp", name), c4.mve("interval/kl", name)
+        out.append(f"{name}: C4 OSP {iv(osp['member'])} → {iv(osp['ensemble'])}, "
+                   f"KL {iv(kl['member'])} → {iv(kl['ensemble'])}; "
+                   f"no augmentation OSP → {iv(none.mve('interval/osp', name)['ensemble'])} (chance "
+                   f"{float(none.ensemble_chance(name)[-1]):.2f})")
     groups = ["C4", *cfg.get("cont_groups", [])]
     if len(groups) > 1:
         cw = cfg["cont_width"]
-        fr = ", ".join(f"{g} {s[f'c{cw}_{g}']['so2']['test']['ensemble_osp_fraction']:.3f}" for g in groups)
+        fr = ", ".join(f"{g} {float(res.arm(f'c{cw}_{g}').get('so2/ensemble_agreement', 'test').mean()):.3f}"
+                       for g in groups)
         out.append(f"SO(2)-OSP fraction of the ensembles: {fr}")
     return out
 
 
-def histology(meta) -> list[str]:
-    s = meta["summary"]
-    d4, plain = s["D4"], s["plain"]
-    acc = d4["accuracy_test"]["ensemble_patches"]
-    out = [f"accuracy (held-out patches): D4 ensemble {iv(acc)}, no augmentation "
-           f"{iv(plain['accuracy_test']['ensemble_patches'])}, chance {s['chance_accuracy']:.2f}"]
-    for name in ("test", "noise", "jitter", "fashion"):
-        e, p = d4[f"D4/{name}"], plain[f"D4/{name}"]
-        out.append(f"{name}: D4-OSP fraction {iv(e['osp']['member'])} → {iv(e['osp']['ensemble'])}, "
-                   f"KL {iv(e['kl']['member'])} → {iv(e['kl']['ensemble'])}; no augmentation → "
-                   f"{iv(p['osp']['ensemble'])}")
+def histology(res: Results) -> list[str]:
+    d4, plain = res.arm("D4"), res.arm("plain")
+    chance = 1 / len(CLASSES)
+    out = [f"accuracy (held-out patches): D4 ensemble {iv(d4.interval('accuracy_patches', 'test'))}, "
+           f"no augmentation {iv(plain.interval('accuracy_patches', 'test'))}, chance {chance:.2f}"]
+    for name in res.sets:
+        osp, kl = d4.mve("mve_osp_D4", name), d4.mve("mve_kl_D4", name)
+        out.append(f"{name}: D4-OSP fraction {iv(osp['member'])} → {iv(osp['ensemble'])}, "
+                   f"KL {iv(kl['member'])} → {iv(kl['ensemble'])}; no augmentation → "
+                   f"{iv(plain.mve('mve_osp_D4', name)['ensemble'])}")
     return out
 
 
@@ -79,13 +85,13 @@ def main() -> int:
         for preset, load in (("quick", lambda: latest_results(exp, "quick")),
                              ("reference", lambda: stored_results(exp, "reference"))):
             try:
-                _, meta = load()
+                arrays, meta = load()
             except FileNotFoundError:
                 print(f"| {exp} | {preset} | (no run) |")
                 continue
             try:
-                lines = rows(meta)
-            except KeyError as err:
+                lines = rows(Results(exp, arrays, meta))
+            except KeyError as err:              # eqlib.results.UnknownName: an array is missing
                 lines = [f"(results lack {err})"]
             print(f"| {exp} | {run_label(meta)} | " + "<br>".join(lines) + " |")
     return 0

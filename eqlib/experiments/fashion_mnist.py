@@ -59,7 +59,7 @@ import numpy as np
 from ..data.fashion_mnist import load_fashion_mnist
 from ..data.mnist import load_mnist
 from ..data.noise import noise_images
-from ..ensemble import TrainConfig, ensemble_apply, init_ensemble, train_ensemble
+from ..ensemble import TrainConfig, ensemble_apply
 from ..groups import CyclicRotations, SampledRotations, Transformations, get_group
 from ..metrics import (accuracy, ensemble_sizes, member_vs_ensemble, orbit_outputs, orbit_same_prediction,
                        orbit_spread, orbit_symmetric_kl, relative_orbit_spread, subensemble_statistics)
@@ -469,12 +469,10 @@ def train_and_measure(run: Run, cfg: FashionMNISTConfig, data: dict, key: str, w
     net = member_architecture(width, cfg.parametrization, cfg.head).flax()
     train = train_config(cfg)
     group = None if aug == "none" else get_group(aug)
-    state = init_ensemble(net, data["x_train"][:1], members, seed=cfg.seed, config=train)
     epoch_sets = {name: data[f"x_{name}"][: cfg.n_epoch_eval] for name in EVAL_SETS}
     callback = _epoch_callback(net, epoch_sets, data["y_test"][: cfg.n_epoch_eval], cfg.eval_batch)
-    state, history = train_ensemble(net, state, data["x_train"], data["y_train"], train, seed=cfg.seed, group=group,
-                                    on_epoch_end=callback, checkpoint=run.checkpoint_path(f"train_{key}"),
-                                    checkpoint_every=cfg.checkpoint_every, progress=run.show_progress)
+    state, history = run.train(f"train_{key}", net, data["x_train"], data["y_train"], train, members, cfg.seed,
+                               group=group, on_epoch_end=callback, checkpoint_every=cfg.checkpoint_every)
     out = {"loss": history["loss"], "epochs": history["epoch"],                         # (epochs, M), (epochs+1,)
            "first_epoch_step_loss": history["first_epoch_step_loss"].astype(np.float32)}  # (M, steps)
     out.update({f"epoch/{k}": v for k, v in history.items()
@@ -552,35 +550,41 @@ def _summary(cfg: FashionMNISTConfig, arrays: dict, jobs) -> dict:
                    for w in cfg.widths},
         "intervals": "95 % delete-one jackknife over members (member_vs_ensemble): [estimate, low, high]",
     }
+    from ..results import Results
+
+    res = Results("fashion_mnist", arrays)
+
+    def rows(arm, metric: str, name: str) -> dict[str, list[float]]:
+        return {row: list(iv[:3]) for row, iv in arm.mve(metric, name).items()}
+
     for key, width, aug, members in jobs:
+        arm = res.arm(key)
         entry: dict = {"width": width, "augmentation": aug, "members": members}
         for name in EVAL_SETS:
-            e = {"member_osp": float(arrays[f"{key}/member_osp/{name}"].mean()),
-                 "ensemble_osp": float(arrays[f"{key}/ensemble_osp/{name}"][-1]),
-                 "member_consistent": float(arrays[f"{key}/member_consistent/{name}"].mean()),
-                 "ensemble_consistent": float(arrays[f"{key}/ensemble_consistent/{name}"][-1]),
-                 "member_spread": float(np.sqrt((arrays[f"{key}/member_spread/{name}"] ** 2).mean())),
-                 "ensemble_spread": float(arrays[f"{key}/ensemble_spread/{name}"][-1]),
-                 "member_chance": float(arrays[f"{key}/member_chance/{name}"].mean()),
-                 "ensemble_chance": float(arrays[f"{key}/ensemble_chance/{name}"][-1])}
+            e = {"member_osp": float(arm.member_osp(name).mean()),
+                 "ensemble_osp": float(arm.ensemble_osp(name)[-1]),
+                 "member_consistent": float(arm.member_consistent(name).mean()),
+                 "ensemble_consistent": float(arm.ensemble_consistent(name)[-1]),
+                 "member_spread": float(np.sqrt((arm.member_spread(name) ** 2).mean())),
+                 "ensemble_spread": float(arm.ensemble_spread(name)[-1]),
+                 "member_chance": float(arm.member_chance(name).mean()),
+                 "ensemble_chance": float(arm.ensemble_chance(name)[-1])}
             e["member_osp_fraction"], e["ensemble_osp_fraction"] = e["member_osp"] / 4, e["ensemble_osp"] / 4
             for stat in STATISTICS:
-                iv = arrays[f"{key}/interval/{stat}/{name}"]
-                e[f"{stat}_interval"] = {row: [float(v) for v in iv[i]] for i, row in enumerate(INTERVAL_ROWS)}
+                e[f"{stat}_interval"] = rows(arm, f"interval/{stat}", name)
             entry[name] = e
-        entry["member_acc"] = float(arrays[f"{key}/member_acc/test"].mean())
-        entry["ensemble_acc"] = float(arrays[f"{key}/ensemble_acc/test"][-1])
-        entry["member_acc_rotated"] = float(arrays[f"{key}/member_acc_orbit/test"].mean())
-        entry["ensemble_acc_rotated"] = float(arrays[f"{key}/ensemble_acc_orbit/test"][-1])
-        iv = arrays[f"{key}/interval/acc_full/test"]
-        entry["acc_full_interval"] = {row: [float(v) for v in iv[i]] for i, row in enumerate(INTERVAL_ROWS)}
+        entry["member_acc"] = float(arm.member_acc("test").mean())
+        entry["ensemble_acc"] = float(arm.ensemble_acc("test")[-1])
+        entry["member_acc_rotated"] = float(arm.member_acc_orbit("test").mean())
+        entry["ensemble_acc_rotated"] = float(arm.ensemble_acc_orbit("test")[-1])
+        entry["acc_full_interval"] = rows(arm, "interval/acc_full", "test")
         entry["n_acc_eval"] = cfg.n_acc_eval
         if width == cfg.cont_width and cfg.cont_groups:
             k = 1 if aug == "none" else int(aug[1:])
             so2 = {"kappa": covering_kappa(k)}
             for name in cfg.cont_sets:
-                so2[name] = {"member_osp_fraction": float(arrays[f"{key}/so2/member_agreement/{name}"].mean()),
-                             "ensemble_osp_fraction": float(arrays[f"{key}/so2/ensemble_agreement/{name}"].mean())}
+                so2[name] = {"member_osp_fraction": float(arm.get("so2/member_agreement", name).mean()),
+                             "ensemble_osp_fraction": float(arm.get("so2/ensemble_agreement", name).mean())}
             entry["so2"] = so2
         summary[key] = entry
     return summary

@@ -65,7 +65,7 @@ import numpy as np
 
 from ..data.histology import CLASSES, load_histology, mini_task
 from ..data.noise import noise_images
-from ..ensemble import TrainConfig, ensemble_apply, train_in_chunks
+from ..ensemble import TrainConfig, ensemble_apply
 from ..groups import Dihedral4, FiniteGroup, get_group
 from .. import metrics
 from ..metrics import accuracy, orbit_outputs, orbit_same_prediction, orbit_spread
@@ -459,9 +459,8 @@ def _train_and_measure(run: Run, cfg: HistologyConfig, mode: str, load: Callable
         fd = fold_data(cfg, table, fold)
         params, loss, first = [], [], []
         name = f"train_{mode}" if cfg.folds == 1 else f"train_{mode}_fold{fold}"
-        for state, history in train_in_chunks(net, fd["x"], fd["y"], train, cfg.members, cfg.member_chunk,
-                                              fold_seed(cfg, fold), run.checkpoint_path, name, group=group,
-                                              progress=run.show_progress):
+        for state, history in run.train_in_chunks(name, net, fd["x"], fd["y"], train, cfg.members,
+                                                  cfg.member_chunk, fold_seed(cfg, fold), group=group):
             params.append(state.params)
             loss.append(history["loss"])                                            # (epochs, members of the call)
             first.append(history["first_epoch_step_loss"])                          # (members of the call, steps)
@@ -541,15 +540,18 @@ class _Indexed:
         return self.values[pos]
 
 
-def _interval_dict(rows: np.ndarray) -> dict:
-    return {k: {"estimate": float(r[0]), "low": float(r[1]), "high": float(r[2])}
-            for k, r in zip(("member", "ensemble", "difference"), rows)}
+def _interval_dict(intervals: dict) -> dict:
+    """``{row: Interval}`` (``Arm.mve``) → ``{row: {"estimate", "low", "high"}}`` for the summary."""
+    return {k: {"estimate": iv.estimate, "low": iv.low, "high": iv.high} for k, iv in intervals.items()}
 
 
 def _summary(cfg: HistologyConfig, arrays: dict, modes: tuple[str, ...]) -> dict:
     """Full-ensemble numbers against the mean member (95 % jackknife intervals over members), per
     training mode, group and evaluation set; accuracy with a bootstrap interval over held-out patches."""
-    n_eval = arrays["data/n_eval"]
+    from ..results import Results
+
+    res = Results("histology", arrays)
+    n_eval = res.data("n_eval")
     summary: dict = {
         "data": {
             "kind": cfg.data,
@@ -560,10 +562,10 @@ def _summary(cfg: HistologyConfig, arrays: dict, modes: tuple[str, ...]) -> dict
                      + "; not representative of the full data set"
                      if cfg.data == "mini" else "NCT-CRC-HE-100K (training) and CRC-VAL-HE-7K (held out)"),
             "folds": cfg.folds,
-            "n_train": [int(n) for n in arrays["data/n_train"]],
+            "n_train": [int(n) for n in res.data("n_train")],
             "n_eval": {k: int(v) for k, v in zip(EVAL_SETS, n_eval)},
-            "patches": int(len(arrays["data/files"])),
-            "test_patches": int(len(np.unique(arrays["data/patch_test"]))),
+            "patches": int(len(res.data("files"))),
+            "test_patches": int(len(np.unique(res.data("patch_test")))),
             "image_size": cfg.image_size,
             "patch_size": cfg.patch_size,
             "classes": list(CLASSES),
@@ -571,42 +573,45 @@ def _summary(cfg: HistologyConfig, arrays: dict, modes: tuple[str, ...]) -> dict
         "loss": "cross_entropy", "optimizer": "adam", "ensemble_prediction": "mean of member logits",
         "intervals": "95 %: jackknife over members (member vs ensemble); bootstrap over held-out patches (accuracy)",
         "chance_accuracy": 1 / len(CLASSES),
-        "ensemble_sizes": arrays["sizes"].tolist(),
+        "ensemble_sizes": res.array("sizes").tolist(),
     }
+
+    def triple(iv) -> dict:
+        return {"estimate": float(iv.estimate), "low": float(iv.low), "high": float(iv.high)}
+
     for mode in modes:
-        entry: dict = {"final_loss": float(arrays[f"{mode}/loss"][:, -1].mean())}
+        arm = res.arm(mode)
+        entry: dict = {"final_loss": float(arm.loss()[:, -1].mean())}
         for name in ("test", "jitter"):
-            p = f"{mode}/{name}"
-            a = arrays[f"{p}/accuracy_patches"]
-            m = arrays[f"{p}/member_accuracy_patches"]
+            member = arm.member_accuracy(name)
             entry[f"accuracy_{name}"] = {
-                "member_mean": float(arrays[f"{p}/member_accuracy"].mean()),
-                "member_std": float(arrays[f"{p}/member_accuracy"].std()),
-                "ensemble": float(arrays[f"{p}/accuracy"][-1]),
-                "ensemble_patches": {"estimate": float(a[0]), "low": float(a[1]), "high": float(a[2])},
-                "member_patches": {"estimate": float(m[0]), "low": float(m[1]), "high": float(m[2])},
+                "member_mean": float(member.mean()),
+                "member_std": float(member.std()),
+                "ensemble": float(arm.accuracy(name)[-1]),
+                "ensemble_patches": triple(arm.interval("accuracy_patches", name)),
+                "member_patches": triple(arm.interval("member_accuracy_patches", name)),
             }
-            if f"{p}/mve_accuracy" in arrays:
-                entry[f"accuracy_{name}"]["members"] = _interval_dict(arrays[f"{p}/mve_accuracy"])
+            if arm.has("mve_accuracy", name):
+                entry[f"accuracy_{name}"]["members"] = _interval_dict(arm.mve("mve_accuracy", name))
         for g in EVAL_GROUPS:
             for name in EVAL_SETS:
-                p = f"{mode}/{name}"
+                spread = arm.get(f"spread_{g}", name)
                 item = {
-                    "member_osp": float(arrays[f"{p}/member_osp_{g}"].mean()),
-                    "ensemble_osp": float(arrays[f"{p}/osp_{g}"][-1]),
-                    "member_consistent": float(arrays[f"{p}/member_consistent_{g}"].mean()),
-                    "ensemble_consistent": float(arrays[f"{p}/consistent_{g}"][-1]),
-                    "member_spread": float(arrays[f"{p}/member_spread_{g}"].mean()),
-                    "ensemble_spread": float(arrays[f"{p}/spread_{g}"][-1]),
+                    "member_osp": float(arm.get(f"member_osp_{g}", name).mean()),
+                    "ensemble_osp": float(arm.get(f"osp_{g}", name)[-1]),
+                    "member_consistent": float(arm.get(f"member_consistent_{g}", name).mean()),
+                    "ensemble_consistent": float(arm.get(f"consistent_{g}", name)[-1]),
+                    "member_spread": float(arm.get(f"member_spread_{g}", name).mean()),
+                    "ensemble_spread": float(spread[-1]),
                     # 1/√M for independent fluctuations around an invariant mean; ~1 for a systematic violation
-                    "relative_spread": float(arrays[f"{p}/spread_{g}"][-1] / arrays[f"{p}/spread_{g}"][0]),
+                    "relative_spread": float(spread[-1] / spread[0]),
                 }
                 for key in ("osp", "kl", "rspread"):
-                    if f"{p}/mve_{key}_{g}" in arrays:
-                        item[key] = _interval_dict(arrays[f"{p}/mve_{key}_{g}"])
+                    if arm.has(f"mve_{key}_{g}", name):
+                        item[key] = _interval_dict(arm.mve(f"mve_{key}_{g}", name))
                 entry[f"{g}/{name}"] = item
         for name in EVAL_SETS:
-            entry[f"agreement/{name}"] = float(arrays[f"{mode}/{name}/agreement"].mean())
-            entry[f"margin/{name}"] = float(arrays[f"{mode}/{name}/margin"].mean())
+            entry[f"agreement/{name}"] = float(arm.agreement(name).mean())
+            entry[f"margin/{name}"] = float(arm.margin(name).mean())
         summary[mode] = entry
     return summary

@@ -45,7 +45,7 @@ import numpy as np
 from ..augment import augment_full_orbit
 from ..data.ising import (gaussian_inputs, ising_energy, metropolis, random_configurations, sample_temperatures,
                           symmetry_group)
-from ..ensemble import TrainConfig, ensemble_apply, train_in_chunks
+from ..ensemble import TrainConfig, ensemble_apply
 from ..groups import FiniteGroup
 from ..breaking import predicted_subensemble_violation
 from ..metrics import (ensemble_sizes, equivariance_error, member_vs_ensemble, orbit_spread,
@@ -451,9 +451,9 @@ def _train_and_measure(run: Run, cfg: IsingConfig, key: str, arch: Architecture,
                 "outputs": np.asarray(ensemble_apply(net, params, orbit_x, batch_size=1024, strategy=strategy))}
 
     outputs, losses, first = [], [], []
-    for _, history in train_in_chunks(net, x, y, train, members, cfg.member_chunk, seed, run.checkpoint_path,
-                                      f"train_{key}", on_epoch_end=record, checkpoint_every=cfg.checkpoint_every,
-                                      progress=run.show_progress):
+    for _, history in run.train_in_chunks(f"train_{key}", net, x, y, train, members, cfg.member_chunk, seed,
+                                          on_epoch_end=record, per_member_metrics=True,
+                                          checkpoint_every=cfg.checkpoint_every):
         if not np.array_equal(history["time"], times):
             raise RuntimeError(f"{key}: measured at steps {history['time']}, expected {times}")
         outputs.append(history["outputs"])                                          # (T, m, P, 1)
@@ -567,42 +567,49 @@ def _summary(arrays: dict, group: FiniteGroup, jobs) -> dict:
     ``√(mean_x Σ_t(x,x)/M)``, the predicted RMS distance of the ensemble from μ_t (at the
     untransformed inputs), measured as ``distance_from_ntk_mean``.
     """
+    from ..results import Results
+
+    res = Results("ising", arrays)
+    arms = res.arms
     summary: dict = {"group": group.name, "group_order": group.order,
-                     "measurement_times": arrays["times"].tolist(), "energy_std_J": float(arrays["data/energy_std"]),
-                     "evaluation_sets": {name: dict(zip(REMOVAL_COUNTS, arrays[f"data/removed_{name}"].tolist()))
+                     "measurement_times": res.array("times").tolist(),
+                     "energy_std_J": float(res.data("energy_std")),
+                     "evaluation_sets": {name: dict(zip(REMOVAL_COUNTS, res.data("removed", name).tolist()))
                                          for name in EVAL_SETS}}
     for arch_key, mode in jobs:
         key = f"{arch_key}_{mode}"
-        ntk_key = f"ntk_{'mlp' if arch_key.startswith('mlp') else 'cnn'}_{mode}"
-        has_ntk = f"{ntk_key}/time" in arrays
-        sizes = arrays[f"{key}/sizes"]
-        entry = {"members": int(sizes[-1]), "member_seed": int(arrays[f"{key}/seed"])}
+        arm = res.arm(key)
+        ntk_name = f"ntk_{'mlp' if arch_key.startswith('mlp') else 'cnn'}_{mode}"
+        ntk = res.arm(ntk_name) if ntk_name in arms else None
+        sizes = arm.sizes()
+        entry = {"members": int(sizes[-1]), "member_seed": int(arm.seed())}
         for name in EVAL_SETS:
-            e = {"member_spread": float(arrays[f"{key}/member_spread/{name}"][-1].mean()),
-                 "ensemble_spread": float(arrays[f"{key}/ensemble_spread/{name}"][-1, -1]),
-                 "member_eqerr": float(arrays[f"{key}/member_eqerr/{name}"][-1]),
-                 "ensemble_eqerr": float(arrays[f"{key}/ensemble_eqerr/{name}"][-1])}
+            e = {"member_spread": float(arm.member_spread(name)[-1].mean()),
+                 "ensemble_spread": float(arm.ensemble_spread(name)[-1, -1]),
+                 "member_eqerr": float(arm.member_eqerr(name)[-1]),
+                 "ensemble_eqerr": float(arm.ensemble_eqerr(name)[-1])}
             for stat in ("spread", "rel_spread", "rmse"):
-                if f"{key}/mve_{stat}/{name}" in arrays:
-                    e[f"member_vs_ensemble_{stat}"] = dict(zip(
-                        ("member", "ensemble", "difference"), arrays[f"{key}/mve_{stat}/{name}"].tolist()))
-                if f"{key}/slope_{stat}/{name}" in arrays:
-                    e[f"slope_{stat}"] = arrays[f"{key}/slope_{stat}/{name}"].tolist()
+                if stat == "rmse" and name not in SPIN_SETS:
+                    continue
+                if arm.has(f"mve_{stat}", name):
+                    e[f"member_vs_ensemble_{stat}"] = {row: list(iv[:3])
+                                                       for row, iv in arm.mve(f"mve_{stat}", name).items()}
+                if stat != "rmse" and arm.has(f"slope_{stat}", name):
+                    e[f"slope_{stat}"] = list(arm.interval(f"slope_{stat}", name)[:3])
             if name in SPIN_SETS:
-                e["member_rmse_J"] = float(arrays[f"{key}/member_rmse/{name}"][-1].mean())
-                e["ensemble_rmse_J"] = float(arrays[f"{key}/ensemble_rmse/{name}"][-1, -1])
-            if has_ntk:
-                ensemble = arrays[f"{key}/ensemble_orbit_output/{name}"][-1][0]             # (n,) at g = e
-                mu = arrays[f"{ntk_key}/mean/{name}"][-1][0]
-                e["ntk_mean_spread_max"] = float(arrays[f"{ntk_key}/mean_spread/{name}"].max())
-                e["predicted_ensemble_spread"] = float(arrays[f"{ntk_key}/predicted_spread/{name}"][-1, -1])
-                e["predicted_ensemble_spread_std"] = float(
-                    arrays[f"{ntk_key}/predicted_spread_std/{name}"][-1, -1])
+                e["member_rmse_J"] = float(arm.member_rmse(name)[-1].mean())
+                e["ensemble_rmse_J"] = float(arm.ensemble_rmse(name)[-1, -1])
+            if ntk is not None:
+                ensemble = arm.ensemble_orbit_output(name)[-1][0]                          # (n,) at g = e
+                mu = ntk.mean(name)[-1][0]
+                e["ntk_mean_spread_max"] = float(ntk.mean_spread(name).max())
+                e["predicted_ensemble_spread"] = float(ntk.predicted_spread(name)[-1, -1])
+                e["predicted_ensemble_spread_std"] = float(ntk.predicted_spread_std(name)[-1, -1])
                 e["distance_from_ntk_mean"] = float(np.sqrt(np.mean((ensemble - mu) ** 2)))
-                variance = arrays[f"{ntk_key}/variance/{name}"][-1].mean()
+                variance = ntk.variance(name)[-1].mean()
                 e["predicted_distance"] = float(np.sqrt(variance / sizes[-1]))
                 if name in SPIN_SETS:
-                    e["ntk_rmse_J"] = float(arrays[f"{ntk_key}/rmse/{name}"][-1])
+                    e["ntk_rmse_J"] = float(ntk.rmse(name)[-1])
             entry[name] = e
         summary[key] = entry
     return summary

@@ -33,7 +33,7 @@ import numpy as np
 from ..augment import augment_full_orbit
 from ..breaking import predicted_subensemble_violation
 from ..data.toy import blob_regression
-from ..ensemble import TrainConfig, ensemble_apply, init_ensemble, train_ensemble
+from ..ensemble import TrainConfig, ensemble_apply
 from ..groups import get_group
 from ..metrics import member_vs_ensemble, orbit_outputs, orbit_spread
 from ..models import mlp
@@ -130,10 +130,8 @@ def _measure(cfg: TourConfig, data: dict, mode: str, run: Run) -> dict[str, np.n
                         epochs=cfg.steps)
     x, y = ((augment_full_orbit(data["x"], data["y"], group)[:2]) if mode == "augmented"
             else (data["x"], data["y"]))
-    state = init_ensemble(net, x, cfg.members, seed=cfg.seed, config=train)
-    state, history = train_ensemble(net, state, x, y, train, seed=cfg.seed,
-                                    checkpoint=run.checkpoint_path(f"train_{mode}"),
-                                    checkpoint_every=50, progress=run.show_progress)
+    state, history = run.train(f"train_{mode}", net, x, y, train, cfg.members, seed=cfg.seed,
+                               checkpoint_every=50)
     out = {"loss": history["loss"], "first_epoch_step_loss": history["first_epoch_step_loss"],
            "ntk_times": np.array([0, cfg.steps])}
     for name in DATA_SETS:
@@ -166,8 +164,8 @@ def run(run: Run, cfg: TourConfig) -> dict:
     """C4-invariant toy regression: members vs ensemble vs the infinite-width mean μ_t."""
     data = run.step("data", lambda: tour_data(cfg))
     arrays, summary = {}, {}
-    for mode in MODES:
-        result = run.step(f"measure_{mode}", lambda: _measure(cfg, data, mode, run))
+    results = {mode: run.step(f"measure_{mode}", lambda: _measure(cfg, data, mode, run)) for mode in MODES}
+    for mode, result in results.items():
         arrays.update({f"{mode}/{k}": v for k, v in result.items()})
         for name in DATA_SETS:
             interval = result[f"spread_interval_{name}"]

@@ -1,8 +1,11 @@
 """Figures of the experiment chapters: Ising, FashionMNIST, histology (see eqlib.plots).
 
 Every function takes the arrays a chapter already has — mostly the ``arrays`` and ``config`` of
-:func:`eqlib.runner.latest_results` — and returns a ``matplotlib.figure.Figure``. The chapters
-compute and assert; these functions only draw. Functions whose figure is a row of panels accept
+:func:`eqlib.runner.chapter_results` — and returns a ``matplotlib.figure.Figure``. Those that
+read a results file take its arrays as the plain dict or as an :class:`eqlib.results.Results`;
+either way they read them by name through the experiment's schema, so a misspelt or renamed arm
+or metric raises an :class:`~eqlib.results.UnknownName` (a ``KeyError``) that lists the valid
+names. The chapters compute and assert; these functions only draw. Functions whose figure is a row of panels accept
 ``axes=`` to draw into an existing row (the FashionMNIST chapter stacks two of them).
 """
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ..experiments.fashion_mnist import covering_kappa
 from ..experiments.histology import EVAL_SETS as HISTOLOGY_SETS
 from ..experiments.ising import EVAL_SETS as ISING_SETS
 from ..groups import FiniteGroup
+from ..results import Arm, Results
 
 __all__ = [
     # Ising
@@ -46,8 +50,21 @@ __all__ = [
     "histology_evaluation_sets",
 ]
 
-Arrays = Mapping[str, np.ndarray]
+Arrays = Mapping[str, np.ndarray] | Results
 Config = Mapping[str, Any]
+
+
+def _results(arrays: Arrays, experiment: str) -> Results:
+    """The arrays of an ``experiment`` results file, read by name (:class:`eqlib.results.Results`).
+
+    A plain dict gets its arms from the prefixes of its keys; a ``Results`` of another experiment
+    is rejected.
+    """
+    if isinstance(arrays, Results):
+        if arrays.experiment != experiment:
+            raise ValueError(f"expected {experiment} results, got Results of {arrays.experiment!r}")
+        return arrays
+    return Results(experiment, arrays)
 
 
 def _colours() -> list[str]:
@@ -70,6 +87,11 @@ def _row_of_axes(n: int, figsize: tuple[float, float], axes: Sequence[Axes] | No
         fig, axes = plt.subplots(1, n, figsize=figsize, **kwargs)
         return fig, axes
     return axes[0].figure, axes
+
+
+def _stores(res: Results, arm: str, metric: str, set_name: str | None = None) -> bool:
+    """True if the run has arm ``arm`` and stores its ``metric`` (a misspelt metric raises)."""
+    return arm in res.arms and res.arm(arm).has(metric, set_name)
 
 
 # ------------------------------------------------------------------------------------ Ising
@@ -97,28 +119,30 @@ def ising_configurations(configs: np.ndarray, titles: Sequence[str]) -> Figure:
 
 def ising_spread_over_training(arrays: Arrays, cfg: Config) -> Figure:
     """Orbit spread of the widest MLP's members ``(T, M)`` and ensembles ``(T, K)`` over time."""
-    wide = f"mlp_w{max(cfg['widths'])}"
-    plain = f"mlp_w{cfg['plain_width']}_plain"
-    times, sizes = arrays["times"], arrays[f"{wide}_aug/sizes"]
+    res = _results(arrays, "ising")
+    wide = res.arm(f"mlp_w{max(cfg['widths'])}_aug")
+    plain = res.arm(f"mlp_w{cfg['plain_width']}_plain")
+    times, sizes = res.array("times"), wide.sizes()
     titles = _ising_set_titles(cfg)
     last = len(sizes) - 1
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), sharey=True)
     for ax, name in zip(axes, ISING_SETS):
-        members = arrays[f"{wide}_aug/member_spread/{name}"]                        # (T, M)
+        members = wide.member_spread(name)                                          # (T, M)
         ax.errorbar(times, members.mean(1), yerr=members.std(1), fmt="o", color="tab:blue",
                     capsize=2, label="members (mean ± std)")
-        for mode, key, colour, marker, k in (("aug", f"{wide}_aug", "tab:blue", None, 0),
-                                             ("aug", f"{wide}_aug", "tab:green", "s", last),
-                                             ("plain", plain, "tab:red", "^", last)):
-            p = arrays[f"ntk_mlp_{mode}/predicted_spread/{name}"][:, k]
-            s = arrays[f"ntk_mlp_{mode}/predicted_spread_std/{name}"][:, k]
+        for mode, trained, colour, marker, k in (("aug", wide, "tab:blue", None, 0),
+                                                 ("aug", wide, "tab:green", "s", last),
+                                                 ("plain", plain, "tab:red", "^", last)):
+            ntk = res.arm(f"ntk_mlp_{mode}")
+            p = ntk.predicted_spread(name)[:, k]
+            s = ntk.predicted_spread_std(name)[:, k]
             ax.plot(times, p, "-", color=colour, lw=1)
             ax.fill_between(times, p - s, p + s, color=colour, alpha=0.2, lw=0)
             if marker:
                 label = f"ensemble M = {sizes[k]}"
                 if mode == "plain":
                     label += " (no augmentation)"
-                ax.plot(times, arrays[f"{key}/ensemble_spread/{name}"][:, k], marker, color=colour,
+                ax.plot(times, trained.ensemble_spread(name)[:, k], marker, color=colour,
                         label=label)
         ax.set_xscale("symlog", linthresh=1)
         ax.set_yscale("log")
@@ -165,20 +189,22 @@ def ising_finite_width(member_ratio: Mapping[str, Sequence[float]],
 
 def ising_cnn_spread_vs_members(arrays: Arrays, cfg: Config) -> Figure:
     """Final orbit spread of CNN ensembles ``(K,)`` against M, with and without augmentation."""
-    sizes, times = arrays["cnn_aug/sizes"], arrays["times"]
+    res = _results(arrays, "ising")
+    aug, plain = res.arm("cnn_aug"), res.arm("cnn_plain")
+    sizes, times = aug.sizes(), res.array("times")
     titles = _ising_set_titles(cfg)
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name, colour in zip(ISING_SETS, plt.cm.tab10(np.arange(4))):
-        ax.plot(sizes, arrays[f"cnn_aug/ensemble_spread/{name}"][-1], "o-", color=colour,
+        ax.plot(sizes, aug.ensemble_spread(name)[-1], "o-", color=colour,
                 label=f"{titles[name]}, augmented")
-        ax.plot(sizes, arrays[f"cnn_plain/ensemble_spread/{name}"][-1], "^--", color=colour,
+        ax.plot(sizes, plain.ensemble_spread(name)[-1], "^--", color=colour,
                 alpha=0.6, label=f"{titles[name]}, no augmentation")
-    ax.plot(sizes, arrays["cnn_aug/ensemble_spread/gaussian"][-1, 0] / np.sqrt(sizes), "k:", lw=1,
+    ax.plot(sizes, aug.ensemble_spread("gaussian")[-1, 0] / np.sqrt(sizes), "k:", lw=1,
             label="slope −1/2")
-    if "ntk_cnn_aug/time" in arrays:           # the full preset predicts the CNN ensembles too
+    if _stores(res, "ntk_cnn_aug", "time"):    # the full preset predicts the CNN ensembles too
+        ntk = res.arm("ntk_cnn_aug")
         for name in ISING_SETS:
-            ax.plot(sizes, arrays[f"ntk_cnn_aug/predicted_spread/{name}"][-1], "-", color="gray",
-                    lw=0.8)
+            ax.plot(sizes, ntk.predicted_spread(name)[-1], "-", color="gray", lw=0.8)
         ax.plot([], [], "-", color="gray", lw=0.8, label="infinite width (augmented)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -201,11 +227,11 @@ def _aug_text(aug: str) -> str:
     return "no augmentation" if aug == "none" else f"{aug} augmentation"
 
 
-def _width_aug_series(widths: Sequence[int]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(key, style)`` per width (one colour) and augmentation (C4 solid, none dotted)."""
+def _width_aug_series(res: Results, widths: Sequence[int]) -> Iterator[tuple[Arm, dict[str, Any]]]:
+    """``(arm, style)`` per width (one colour) and augmentation (C4 solid, none dotted)."""
     for w, colour in zip(widths, _colours()):
         for aug, ls in {"C4": "-", "none": ":"}.items():
-            yield f"c{w}_{aug}", {"ls": ls, "color": colour, "label": f"c={w}, {_aug_text(aug)}"}
+            yield res.arm(f"c{w}_{aug}"), {"ls": ls, "color": colour, "label": f"c={w}, {_aug_text(aug)}"}
 
 
 def fashion_mnist_orbits(examples: Mapping[str, np.ndarray], group: FiniteGroup,
@@ -229,17 +255,18 @@ def fashion_mnist_orbits(examples: Mapping[str, np.ndarray], group: FiniteGroup,
 
 def fashion_mnist_accuracy_vs_members(arrays: Arrays, cfg: Config, preset: str) -> Figure:
     """Ensemble accuracy ``(K,)`` on upright and rotated test images against the ensemble size."""
+    res = _results(arrays, "fashion_mnist")
     widths = cfg["widths"]
     fig, ax = plt.subplots(figsize=(7, 3.4))
     for w, colour in zip(widths, ["tab:blue", "tab:orange"]):
         for aug, marker in (("C4", "o"), ("none", "s")):
-            key = f"c{w}_{aug}"
-            ax.plot(arrays[f"{key}/sizes"], arrays[f"{key}/ensemble_acc/test"], "-" + marker,
+            arm = res.arm(f"c{w}_{aug}")
+            ax.plot(arm.sizes(), arm.ensemble_acc("test"), "-" + marker,
                     color=colour, label=f"c={w}, {aug}: upright test")
-            ax.plot(arrays[f"{key}/sizes"], arrays[f"{key}/ensemble_acc_orbit/test"], ":" + marker,
+            ax.plot(arm.sizes(), arm.ensemble_acc_orbit("test"), ":" + marker,
                     color=colour, label=f"c={w}, {aug}: rotated test")
     ax.axhline(0.1, color="gray", lw=0.6, ls="--")
-    _log2_size_axis(ax, arrays[f"c{max(widths)}_C4/sizes"])
+    _log2_size_axis(ax, res.arm(f"c{max(widths)}_C4").sizes())
     ax.set_ylabel("test accuracy (chance 0.1)")
     ax.set_title(f"Ensemble accuracy ({preset} preset): more members, more accurate;\n"
                  "without augmentation worse on rotated images")
@@ -250,13 +277,14 @@ def fashion_mnist_accuracy_vs_members(arrays: Arrays, cfg: Config, preset: str) 
 def fashion_mnist_osp_vs_members(arrays: Arrays, widths: Sequence[int],
                                  axes: Sequence[Axes] | None = None) -> Figure:
     """Ensemble OSP ``(K,)`` ± std over disjoint blocks against M, one panel per set."""
+    res = _results(arrays, "fashion_mnist")
     own = axes is None
     fig, axes = _row_of_axes(len(FASHION_SETS), (12, 3.4), axes, sharey=True)
     for ax, name in zip(axes, FASHION_SETS):
-        for key, style in _width_aug_series(widths):
-            sizes = arrays[f"{key}/sizes"]
-            ax.errorbar(sizes, arrays[f"{key}/ensemble_osp/{name}"],
-                        arrays[f"{key}/ensemble_osp_std/{name}"], marker="o", ms=4, capsize=2,
+        for arm, style in _width_aug_series(res, widths):
+            sizes = arm.sizes()
+            ax.errorbar(sizes, arm.ensemble_osp(name),
+                        arm.ensemble_osp_std(name), marker="o", ms=4, capsize=2,
                         **style)
         ax.axhline(4, color="k", lw=0.6)
         ax.axhline(1.3, color="gray", lw=0.6, ls="--")
@@ -273,14 +301,15 @@ def fashion_mnist_osp_vs_members(arrays: Arrays, widths: Sequence[int],
 def fashion_mnist_spread_vs_members(arrays: Arrays, widths: Sequence[int],
                                     axes: Sequence[Axes] | None = None) -> Figure:
     """Orbit spread of ensemble logits ``(K,)`` over the members' rms against M, per set."""
+    res = _results(arrays, "fashion_mnist")
     own = axes is None
     fig, axes = _row_of_axes(len(FASHION_SETS), (12, 3.4), axes, sharey=True)
     for ax, name in zip(axes, FASHION_SETS):
         sizes = None
-        for key, style in _width_aug_series(widths):
-            sizes = arrays[f"{key}/sizes"]
-            ref = np.sqrt((arrays[f"{key}/member_spread/{name}"] ** 2).mean())
-            ax.plot(sizes, arrays[f"{key}/ensemble_spread/{name}"] / ref, marker="o", ms=4,
+        for arm, style in _width_aug_series(res, widths):
+            sizes = arm.sizes()
+            ref = np.sqrt((arm.member_spread(name) ** 2).mean())
+            ax.plot(sizes, arm.ensemble_spread(name) / ref, marker="o", ms=4,
                     **style)
         ax.plot(sizes, 1 / np.sqrt(sizes), "k--", lw=0.8, label="1/√M")
         ax.set_yscale("log")
@@ -305,8 +334,9 @@ def fashion_mnist_osp_and_spread_vs_members(arrays: Arrays, widths: Sequence[int
     fig, axes = plt.subplots(2, len(FASHION_SETS), figsize=(12, 6.6), sharex=True)
     fig.suptitle("OSP (top) and orbit spread (bottom) against the ensemble size "
                  f"({preset} preset)")
-    fashion_mnist_osp_vs_members(arrays, widths, axes=axes[0])
-    fashion_mnist_spread_vs_members(arrays, widths, axes=axes[1])
+    res = _results(arrays, "fashion_mnist")
+    fashion_mnist_osp_vs_members(res, widths, axes=axes[0])
+    fashion_mnist_spread_vs_members(res, widths, axes=axes[1])
     for ax in axes[0]:
         ax.set_xlabel("")
     fig.tight_layout()
@@ -316,18 +346,19 @@ def fashion_mnist_osp_and_spread_vs_members(arrays: Arrays, widths: Sequence[int
 def fashion_mnist_osp_over_epochs(arrays: Arrays, width: int, n_images: int,
                                   axes: Sequence[Axes] | None = None) -> Figure:
     """Ensemble OSP ``(E+1,)`` and mean member OSP ``(E+1, M)`` after every epoch, per set."""
-    keys = [f"c{width}_C4", f"c{width}_none"]
+    res = _results(arrays, "fashion_mnist")
+    arms = [res.arm(f"c{width}_C4"), res.arm(f"c{width}_none")]
     own = axes is None
     fig, axes = _row_of_axes(len(FASHION_SETS), (12, 3.4), axes, sharey=True)
     for ax, name in zip(axes, FASHION_SETS):
-        for key, colour in zip(keys, _colours()):
-            epochs = arrays[f"{key}/epochs"]
-            ax.plot(epochs, arrays[f"{key}/epoch/ensemble_osp/{name}"], "-o", color=colour, ms=4,
-                    label=f"{key}: ensemble")
-            ax.plot(epochs, arrays[f"{key}/epoch/member_osp/{name}"].mean(-1), "--",
-                    color=colour, label=f"{key}: members (mean)")
+        for arm, colour in zip(arms, _colours()):
+            epochs = arm.epochs()
+            ax.plot(epochs, arm.get("epoch/ensemble_osp", name), "-o", color=colour, ms=4,
+                    label=f"{arm.name}: ensemble")
+            ax.plot(epochs, arm.get("epoch/member_osp", name).mean(-1), "--",
+                    color=colour, label=f"{arm.name}: members (mean)")
         ax.axhline(4, color="k", lw=0.6)
-        ax.set_xticks(arrays[f"{keys[0]}/epochs"])
+        ax.set_xticks(arms[0].epochs())
         ax.set_xlabel("training epoch (0 = initialisation)")
         ax.set_title(_FASHION_SET_TITLES[name])
     axes[0].set_ylabel("OSP (of 4 rotations)")
@@ -342,14 +373,15 @@ def fashion_mnist_osp_over_epochs(arrays: Arrays, width: int, n_images: int,
 def fashion_mnist_so2(arrays: Arrays, width: int, groups: Sequence[str], members: int,
                       name: str = "test", axes: Sequence[Axes] | None = None) -> Figure:
     """Agreement with the upright class ``(A,)``, members ``(M', A)``, by angle; mean by κ."""
+    res = _results(arrays, "fashion_mnist")
     own = axes is None
     fig, axes = _row_of_axes(2, (12, 3.8), axes, gridspec_kw={"width_ratios": [2, 1]})
-    degrees = np.degrees(arrays["angles"])
+    degrees = np.degrees(res.array("angles"))
     kappas, ens, mem = [], [], []
     for aug, colour in zip(groups, _colours()):
-        key = f"c{width}_{aug}"
-        e = arrays[f"{key}/so2/ensemble_agreement/{name}"]
-        m = arrays[f"{key}/so2/member_agreement/{name}"]
+        arm = res.arm(f"c{width}_{aug}")
+        e = arm.get("so2/ensemble_agreement", name)
+        m = arm.get("so2/member_agreement", name)
         axes[0].plot(degrees, e, "-", color=colour, label=_aug_text(aug))
         axes[0].plot(degrees, m.mean(0), ":", color=colour)
         kappas.append(covering_kappa(1 if aug == "none" else int(aug[1:])))
@@ -381,9 +413,10 @@ def fashion_mnist_so2(arrays: Arrays, width: int, groups: Sequence[str], members
 
 def fashion_mnist_accuracy_vs_angle(arrays: Arrays, width: int, groups: Sequence[str]) -> Figure:
     """Ensemble accuracy on rotated test images ``(A,)`` against the angle, per augmentation."""
+    res = _results(arrays, "fashion_mnist")
     fig, ax = plt.subplots(figsize=(8, 3))
     for aug in groups:
-        ax.plot(np.degrees(arrays["angles"]), arrays[f"c{width}_{aug}/so2/ensemble_acc/test"],
+        ax.plot(np.degrees(res.array("angles")), res.arm(f"c{width}_{aug}").get("so2/ensemble_acc", "test"),
                 label=_aug_text(aug))
     ax.set_xticks(np.arange(0, 361, 45))
     ax.set_xlabel("rotation angle θ of the test images (degrees)")

@@ -16,6 +16,7 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter, Nul
 
 from ..experiments.fashion_mnist import EVAL_SETS, covering_kappa
 from ..metrics import orbit_same_prediction, orbit_symmetric_kl
+from ..results import Results
 
 __all__ = [
     "fashion_member_vs_ensemble",
@@ -34,9 +35,15 @@ _STAT_TITLES = {"osp": "OSP (of 4 rotations)", "kl": "symmetric orbit KL (nats)"
 _ARMS = (("C4", "tab:blue", "C4 augmentation"), ("none", "tab:red", "no augmentation"))
 
 
+def _arm(arrays: Arrays | Results, width: int, aug: str):
+    """The ensemble ``c{width}_{aug}`` of a run, read by name (:class:`eqlib.results.Results`)."""
+    res = arrays if isinstance(arrays, Results) else Results("fashion_mnist", arrays)
+    return res.arm(f"c{width}_{aug}")
+
+
 def _errorbar(ax, x: float, interval: np.ndarray, **style) -> None:
-    """One point with its interval: ``interval = (estimate, low, high)``."""
-    est, low, high = (float(v) for v in interval)
+    """One point with its interval: ``interval = (estimate, low, high)`` or an :class:`Interval`."""
+    est, low, high = (float(v) for v in tuple(interval)[:3])
     ax.errorbar([x], [est], yerr=[[max(est - low, 0.0)], [max(high - est, 0.0)]], capsize=3, ms=5, **style)
 
 
@@ -60,11 +67,11 @@ def fashion_member_vs_ensemble(runs: Sequence[Run], stats: Sequence[str] = ("osp
         for ax, stat in zip(row, stats):
             for a, (arm, colour, text) in enumerate(_ARMS):
                 for j, name in enumerate(sets):
-                    iv = np.asarray(arrays[f"c{width}_{arm}/interval/{stat}/{name}"])
+                    iv = _arm(arrays, width, arm).mve(f"interval/{stat}", name)
                     x = j + (a - 0.5) * 0.36
-                    _errorbar(ax, x - 0.07, iv[0], color=colour, marker="o", mfc="white",
+                    _errorbar(ax, x - 0.07, iv["member"], color=colour, marker="o", mfc="white",
                               label=f"members, {text}" if j == 0 else None)
-                    _errorbar(ax, x + 0.07, iv[1], color=colour, marker="o",
+                    _errorbar(ax, x + 0.07, iv["ensemble"], color=colour, marker="o",
                               label=f"ensemble, {text}" if j == 0 else None)
             ax.set_xticks(range(len(sets)), [s for s in sets])
             ax.set_xlim(-0.6, len(sets) - 0.4)
@@ -100,11 +107,11 @@ def fashion_continuous_vs_members(runs: Sequence[Run], stat: str = "kl",
         for ax, name in zip(row, sets):
             sizes = None
             for arm, colour, text in _ARMS:
-                key = f"c{width}_{arm}"
-                sizes = np.asarray(arrays[f"{key}/sizes"])
-                ref = np.asarray(arrays[f"{key}/member_{stat}/{name}"]).mean()
-                ax.errorbar(sizes, np.asarray(arrays[f"{key}/ensemble_{stat}/{name}"]) / ref,
-                            np.asarray(arrays[f"{key}/ensemble_{stat}_std/{name}"]) / ref, marker="o", ms=4,
+                ens = _arm(arrays, width, arm)
+                sizes = np.asarray(ens.sizes())
+                ref = np.asarray(ens.get(f"member_{stat}", name)).mean()
+                ax.errorbar(sizes, np.asarray(ens.get(f"ensemble_{stat}", name)) / ref,
+                            np.asarray(ens.get(f"ensemble_{stat}_std", name)) / ref, marker="o", ms=4,
                             capsize=2, color=colour, label=text)
             ax.plot(sizes, sizes ** -power, "k--", lw=0.8, label="1/M" if power == 1 else "1/√M")
             ax.set_xscale("log", base=2)
@@ -150,20 +157,22 @@ def fashion_so2_intervals(label: str, arrays: Arrays, width: int, groups: Sequen
     """SO(2) statistics of members and ensemble with 95 % intervals against κ of the augmentation C_k.
 
     Reads ``c{width}_{aug}/so2/interval/{stat}/{name}: (3, 3)``; the OSP is shown as a fraction of
-    the ``len(arrays["angles"])`` sampled angles.
+    the ``angles`` sampled.
     """
-    angles = len(arrays["angles"])
+    res = arrays if isinstance(arrays, Results) else Results("fashion_mnist", arrays)
+    angles = len(res.array("angles"))
     fig, axes = plt.subplots(1, len(stats), figsize=(4.1 * len(stats), 3.3), squeeze=False)
     for ax, stat in zip(axes[0], stats):
         scale = 1 / angles if stat == "osp" else 1.0
         for aug in groups:
             kappa = covering_kappa(1 if aug == "none" else int(aug[1:]))
-            iv = np.asarray(arrays[f"c{width}_{aug}/so2/interval/{stat}/{name}"]) * scale
-            _errorbar(ax, kappa * 0.97, iv[0], color="tab:gray", marker="s", mfc="white",
+            mve = _arm(res, width, aug).mve(f"so2/interval/{stat}", name)
+            member, ensemble = (np.asarray(mve[row][:3]) * scale for row in ("member", "ensemble"))
+            _errorbar(ax, kappa * 0.97, member, color="tab:gray", marker="s", mfc="white",
                       label="members" if aug == groups[0] else None)
-            _errorbar(ax, kappa * 1.03, iv[1], color="tab:green", marker="o",
+            _errorbar(ax, kappa * 1.03, ensemble, color="tab:green", marker="o",
                       label="ensemble" if aug == groups[0] else None)
-            ax.annotate(aug, (kappa, iv[1, 0]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+            ax.annotate(aug, (kappa, ensemble[0]), textcoords="offset points", xytext=(5, 5), fontsize=8)
         kappas = [covering_kappa(1 if aug == "none" else int(aug[1:])) for aug in groups]
         ax.set_xscale("log")
         ax.set_xticks(kappas, [f"{k:.2f}" for k in kappas])

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from ..data.histology import CLASSES
 from ..experiments.histology import EVAL_SETS
+from ..results import Results
 
 __all__ = [
     "histology_modes",
@@ -39,14 +40,20 @@ STAT_TITLES = {"osp": "OSP fraction", "kl": "symmetric orbit KL (nats)",
                "consistent": "consistent share"}
 
 
-def histology_modes(arrays: Arrays) -> tuple[str, ...]:
+def _results(arrays: Arrays | Results) -> Results:
+    """The arrays of a histology results file, read by name (:class:`eqlib.results.Results`)."""
+    return arrays if isinstance(arrays, Results) else Results("histology", arrays)
+
+
+def histology_modes(arrays: Arrays | Results) -> tuple[str, ...]:
     """The training modes stored in a run, in the order plain, C4, D4."""
-    return tuple(m for m in ("plain", "C4", "D4") if f"{m}/loss" in arrays)
+    arms = _results(arrays).arms
+    return tuple(m for m in ("plain", "C4", "D4") if m in arms)
 
 
 def _errorbar(ax, x: float, interval, **style) -> None:
-    """One point with its interval ``(estimate, low, high)``."""
-    est, low, high = (float(v) for v in interval)
+    """One point with its interval ``(estimate, low, high)`` or an :class:`~eqlib.metrics.Interval`."""
+    est, low, high = (float(v) for v in tuple(interval)[:3])
     ax.errorbar([x], [est], yerr=[[max(est - low, 0.0)], [max(high - est, 0.0)]], capsize=3, ms=5, **style)
 
 
@@ -70,13 +77,14 @@ def histology_accuracy(runs: Sequence[Run]) -> Figure:
         modes = histology_modes(arrays)
         for i, mode in enumerate(modes):
             colour, text = MODE_STYLE[mode]
-            dots = np.asarray(arrays[f"{mode}/test/patch_accuracy"])
+            arm = _results(arrays).arm(mode)
+            dots = np.asarray(arm.patch_accuracy("test"))
             jitter = np.linspace(-0.12, 0.12, len(dots))
             ax.plot(i + 0.15 + jitter, dots, ".", color=colour, alpha=0.35, ms=4,
                     label="one held-out patch (ensemble)" if i == 0 else None)
-            _errorbar(ax, i - 0.12, arrays[f"{mode}/test/member_accuracy_patches"], color=colour, marker="o",
+            _errorbar(ax, i - 0.12, arm.interval("member_accuracy_patches", "test"), color=colour, marker="o",
                       mfc="white", label="mean member" if i == 0 else None)
-            _errorbar(ax, i + 0.0, arrays[f"{mode}/test/accuracy_patches"], color=colour, marker="s",
+            _errorbar(ax, i + 0.0, arm.interval("accuracy_patches", "test"), color=colour, marker="s",
                       label="ensemble" if i == 0 else None)
         ax.axhline(1 / len(CLASSES), color="k", ls="--", lw=1, label="chance (1/9)")
         ax.set_xticks(range(len(modes)), [MODE_STYLE[m][1] for m in modes], fontsize=8)
@@ -103,11 +111,11 @@ def histology_member_vs_ensemble(runs: Sequence[Run], group: str = "D4",
             for a, mode in enumerate(modes):
                 colour, text = MODE_STYLE[mode]
                 for j, name in enumerate(sets):
-                    iv = np.asarray(arrays[f"{mode}/{name}/mve_{stat}_{group}"])
+                    iv = _results(arrays).arm(mode).mve(f"mve_{stat}_{group}", name)
                     x = j - 0.4 + width * (a + 0.5)
-                    _errorbar(ax, x - width / 5, iv[0], color=colour, marker="o", mfc="white",
+                    _errorbar(ax, x - width / 5, iv["member"], color=colour, marker="o", mfc="white",
                               label=f"members, {text}" if j == 0 else None)
-                    _errorbar(ax, x + width / 5, iv[1], color=colour, marker="o",
+                    _errorbar(ax, x + width / 5, iv["ensemble"], color=colour, marker="o",
                               label=f"ensemble, {text}" if j == 0 else None)
             ax.set_xticks(range(len(sets)), [SET_TICKS[s] for s in sets], fontsize=7)
             ax.set_ylabel(f"{STAT_TITLES[stat]}, {group}", fontsize=8)
@@ -128,13 +136,13 @@ def histology_growth(runs: Sequence[Run], stat: str = "kl", group: str = "D4", r
     divides by the M = 1 value and draws 1/√M. One row per run, one panel per set."""
     fig, axes = _rows([label for label, _ in runs], len(sets), (3.3, 2.9))
     for row, (label, arrays) in zip(axes, runs):
-        sizes = np.asarray(arrays["sizes"])
+        res = _results(arrays)
+        sizes = np.asarray(res.array("sizes"))
         for ax, name in zip(row, sets):
-            for mode in histology_modes(arrays):
+            for mode in histology_modes(res):
                 colour, text = MODE_STYLE[mode]
-                key = f"{mode}/{name}/{stat}_{group}"
-                est = np.asarray(arrays[key], dtype=float)
-                low, high = np.asarray(arrays[f"{key}_low"], float), np.asarray(arrays[f"{key}_high"], float)
+                band = res.arm(mode).interval(f"{stat}_{group}", name)
+                est, low, high = (np.asarray(v, dtype=float) for v in band[:3])
                 scale = est[0] if relative and est[0] > 0 else 1.0
                 ax.plot(sizes, est / scale, marker="o", ms=3, color=colour, label=text)
                 ax.fill_between(sizes, low / scale, high / scale, color=colour, alpha=0.15, lw=0)
@@ -169,12 +177,13 @@ def histology_osp_blind_spots(arrays: Arrays, name: str = "noise", group: str = 
     width = 0.8 / len(modes)
     for a, mode in enumerate(modes):
         colour, text = MODE_STYLE[mode]
-        pred = np.asarray(arrays[f"{mode}/{name}/ensemble_pred"])[0]
+        arm = _results(arrays).arm(mode)
+        pred = np.asarray(arm.ensemble_pred(name))[0]
         share = np.bincount(pred, minlength=len(CLASSES)) / len(pred)
         left.bar(np.arange(len(CLASSES)) - 0.4 + width * (a + 0.5), share, width, color=colour, label=text)
-        margin = np.maximum(np.asarray(arrays[f"{mode}/{name}/margin"]), 1e-4)     # log axis
-        kl = np.maximum(np.asarray(arrays[f"{mode}/{name}/ensemble_kl_{group}"]), 1e-6)
-        whole = np.asarray(arrays[f"{mode}/{name}/ensemble_counts_{group}"]) == order
+        margin = np.maximum(np.asarray(arm.margin(name)), 1e-4)                     # log axis
+        kl = np.maximum(np.asarray(arm.get(f"ensemble_kl_{group}", name)), 1e-6)
+        whole = np.asarray(arm.get(f"ensemble_counts_{group}", name)) == order
         right.scatter(margin[whole], kl[whole], s=6, color=colour, alpha=0.4, marker="o")
         right.scatter(margin[~whole], kl[~whole], s=18, color=colour, alpha=0.9, marker="x",
                       label=f"{text}: class changes on the orbit ({(~whole).sum()})")

@@ -1,7 +1,8 @@
 """Figures of the Ising chapter (quick run beside the stored reference run, intervals).
 
-Every function takes ``runs``: a sequence of ``(arrays, config, label)`` — the arrays and the
-config dict of one results file of ``ising`` and a label naming the run (e.g. from
+Every function takes ``runs``: a sequence of ``(arrays, config, label)`` — the arrays (a dict, or
+an :class:`eqlib.results.Results`, through which they are read) and the config dict of one
+results file of ``ising`` and a label naming the run (e.g. from
 :func:`eqlib.runner.run_label`) — and draws one column (or row) per run, so the live quick run
 and the stored reference run sit side by side. Intervals are those the runner stored: bootstrap
 over sub-ensembles for spread vs M, jackknife over members for members vs ensemble.
@@ -14,6 +15,8 @@ from typing import Any, Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+
+from ..results import Results
 
 __all__ = ["ising_intervals_vs_members", "ising_member_vs_ensemble", "ising_slopes"]
 
@@ -44,18 +47,24 @@ def _widths(cfg: Mapping[str, Any]) -> list[int]:
     return list(cfg["widths"])
 
 
-def _curve_with_intervals(arrays: Mapping[str, np.ndarray], key: str, stat: str, name: str):
+def _results(arrays: Mapping[str, np.ndarray] | Results) -> Results:
+    """The arrays of an ising results file, read by name (:class:`eqlib.results.Results`)."""
+    return arrays if isinstance(arrays, Results) else Results("ising", arrays)
+
+
+def _curve_with_intervals(arrays: Mapping[str, np.ndarray] | Results, key: str, stat: str, name: str):
     """Sizes, estimate, low, high at the last time: the bootstrap interval over sub-ensembles
     where there are at least 4 of them, the jackknife interval over members for the full
     ensemble, and no bar (low = high = estimate) in between."""
-    sizes = arrays[f"{key}/sizes"]
-    est = arrays[f"{key}/ensemble_{stat}/{name}"][-1].astype(float)
-    low = arrays[f"{key}/ensemble_{stat}_low/{name}"][-1].astype(float)
-    high = arrays[f"{key}/ensemble_{stat}_high/{name}"][-1].astype(float)
+    arm = _results(arrays).arm(key)
+    sizes = arm.sizes()
+    band = arm.interval(f"ensemble_{stat}", name)
+    est, low, high = (np.asarray(v)[-1].astype(float) for v in band[:3])
     few = sizes[-1] // sizes < 4
     low[few], high[few] = est[few], est[few]
-    if f"{key}/mve_{stat}/{name}" in arrays:
-        low[-1], high[-1] = arrays[f"{key}/mve_{stat}/{name}"][1, 1:]
+    if arm.has(f"mve_{stat}", name):
+        full = arm.mve(f"mve_{stat}", name)["ensemble"]
+        low[-1], high[-1] = full.low, full.high
     return sizes, est, low, high
 
 
@@ -72,6 +81,7 @@ def ising_intervals_vs_members(runs: Sequence[Run], stat: str = "spread") -> Fig
     _check_runs(runs, stat)
     fig, axes = plt.subplots(len(runs), 4, figsize=(14, 3.5 * len(runs) + 0.4), squeeze=False)
     for row, (arrays, cfg, label) in zip(axes, runs):
+        res = _results(arrays)
         widths = _widths(cfg)
         colours = plt.cm.viridis(np.linspace(0.15, 0.85, len(widths)))
         plain = f"mlp_w{cfg['plain_width']}_plain"
@@ -80,24 +90,25 @@ def ising_intervals_vs_members(runs: Sequence[Run], stat: str = "spread") -> Fig
             series = [(f"mlp_w{w}_aug", colour, "o", f"augmented, width {w}") for w, colour in zip(widths, colours)]
             series.append((plain, "tab:red", "^", f"no augmentation, width {cfg['plain_width']}"))
             for (key, colour, marker, text), shift in zip(series, np.linspace(-0.06, 0.06, len(series))):
-                sizes, est, low, high = _curve_with_intervals(arrays, key, stat, name)
+                sizes, est, low, high = _curve_with_intervals(res, key, stat, name)
                 ax.errorbar(sizes * np.exp(shift), est, yerr=[est - low, high - est], fmt=marker, ms=3.5,
                             color=colour, capsize=2, lw=1, label=text)
-            pred_key = f"ntk_mlp_aug/predicted_{stat}/{name}"
-            if pred_key in arrays:
-                ntk_sizes = arrays["ntk_mlp_aug/sizes"]
-                mean, std = arrays[pred_key][-1], arrays[f"ntk_mlp_aug/predicted_{stat}_std/{name}"][-1]
-                ax.plot(ntk_sizes, mean, "k-", lw=1, label="infinite width, augmented (± 1 std)")
-                ax.fill_between(ntk_sizes, np.maximum(mean - std, 1e-12), mean + std, color="k", alpha=0.12, lw=0)
-            plain_key = f"ntk_mlp_plain/predicted_{stat}/{name}"
-            if plain_key in arrays:
-                ax.plot(arrays["ntk_mlp_plain/sizes"], arrays[plain_key][-1], "-", color="tab:red", lw=1,
+            if "ntk_mlp_aug" in res.arms:
+                ntk = res.arm("ntk_mlp_aug")
+                mean, std = ntk.get(f"predicted_{stat}", name)[-1], ntk.get(f"predicted_{stat}_std", name)[-1]
+                ax.plot(ntk.sizes(), mean, "k-", lw=1, label="infinite width, augmented (± 1 std)")
+                ax.fill_between(ntk.sizes(), np.maximum(mean - std, 1e-12), mean + std, color="k", alpha=0.12,
+                                lw=0)
+            if "ntk_mlp_plain" in res.arms:
+                ntk = res.arm("ntk_mlp_plain")
+                ax.plot(ntk.sizes(), ntk.get(f"predicted_{stat}", name)[-1], "-", color="tab:red", lw=1,
                         label="infinite width, no augmentation")
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel("ensemble size M (members)")
             ax.set_title(titles[name], fontsize=10)
-        row[0].set_ylabel(f"{STAT_LABELS[stat]} at t = {arrays['times'][-1]}\n{_wrap(label, 45)}", fontsize=8.5)
+        row[0].set_ylabel(f"{STAT_LABELS[stat]} at t = {res.array('times')[-1]}\n{_wrap(label, 45)}",
+                          fontsize=8.5)
     axes[0, 0].legend(fontsize=6.5, loc="lower left")
     fig.suptitle(f"{STAT_LABELS[stat].capitalize()} of the ensemble against its size, with 95 % "
                  "intervals (bootstrap over sub-ensembles; jackknife over members at the largest M)")
@@ -115,6 +126,7 @@ def ising_member_vs_ensemble(runs: Sequence[Run], stat: str = "spread") -> Figur
     _check_runs(runs, stat)
     fig, axes = plt.subplots(1, len(runs), figsize=(6.5 * len(runs), 5.0), squeeze=False)
     for ax, (arrays, cfg, label) in zip(axes[0], runs):
+        res = _results(arrays)
         widths = _widths(cfg)
         keys = [(f"mlp_w{w}_aug", f"width {w}", c)
                 for w, c in zip(widths, plt.cm.viridis(np.linspace(0.15, 0.85, len(widths))))]
@@ -122,17 +134,17 @@ def ising_member_vs_ensemble(runs: Sequence[Run], stat: str = "spread") -> Figur
         offsets = np.linspace(-0.3, 0.3, len(keys))
         for (key, text, colour), dx in zip(keys, offsets):
             for j, name in enumerate(SETS):
-                table = arrays[f"{key}/mve_{stat}/{name}"]                       # (3, 3)
+                mve = res.arm(key).mve(f"mve_{stat}", name)
                 for row, fill in ((0, "none"), (1, colour)):
-                    est, low, high = table[row]
+                    est, low, high, _ = mve["ensemble" if row else "member"]
                     ax.errorbar(j + dx + (0.04 if row else -0.04), est, yerr=[[est - low], [high - est]],
                                 fmt="o", ms=5, mfc=fill, color=colour, capsize=2, lw=1,
                                 label=(f"{text}: {'ensemble' if row else 'members'}"
                                        if j == 0 else None))
         ax.set_xticks(range(len(SETS)), [_set_titles(cfg)[n] for n in SETS], fontsize=8, rotation=10)
         ax.set_yscale("log")
-        ax.set_ylabel(f"{STAT_LABELS[stat]} at t = {arrays['times'][-1]}")
-        members = int(arrays[f"{keys[0][0]}/sizes"][-1])
+        ax.set_ylabel(f"{STAT_LABELS[stat]} at t = {res.array('times')[-1]}")
+        members = int(res.arm(keys[0][0]).sizes()[-1])
         ax.set_title(_wrap(f"M = {members} members · {label}", 70), fontsize=8.5)
         ax.legend(fontsize=6.5, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     fig.suptitle(f"Members (open) against the ensemble of all members (filled): {STAT_LABELS[stat]}, "
@@ -150,6 +162,7 @@ def ising_slopes(runs: Sequence[Run], stat: str = "spread") -> Figure:
     _check_runs(runs, stat)
     fig, axes = plt.subplots(1, len(runs), figsize=(6.5 * len(runs), 3.8), squeeze=False, sharey=True)
     for ax, (arrays, cfg, label) in zip(axes[0], runs):
+        res = _results(arrays)
         widths = _widths(cfg)
         keys = [(f"mlp_w{w}_aug", f"width {w}", c)
                 for w, c in zip(widths, plt.cm.viridis(np.linspace(0.15, 0.85, len(widths))))]
@@ -159,17 +172,17 @@ def ising_slopes(runs: Sequence[Run], stat: str = "spread") -> Figure:
         offsets = np.linspace(-0.3, 0.3, len(keys))
         for (key, text, colour), dx in zip(keys, offsets):
             for j, name in enumerate(SETS):
-                if f"{key}/slope_{stat}/{name}" not in arrays:
+                if not res.arm(key).has(f"slope_{stat}", name):
                     continue
-                est, low, high = arrays[f"{key}/slope_{stat}/{name}"]
+                est, low, high, _ = res.arm(key).interval(f"slope_{stat}", name)
                 ax.errorbar(j + dx, est, yerr=[[est - low], [high - est]], fmt="s" if "cnn" in key else "o",
                             ms=4, color=colour, capsize=2, lw=1, label=text if j == 0 else None)
         ax.axhline(-0.5, color="k", ls=":", lw=1, label="−1/2 (independent members, invariant mean)")
         ax.axhline(0, color="0.5", lw=0.8)
         ax.set_xticks(range(len(SETS)), [_set_titles(cfg)[n] for n in SETS], fontsize=8, rotation=10)
         ax.set_ylabel(f"slope of log {STAT_LABELS[stat]} vs log M")
-        fitted = ", ".join(str(int(k)) for k in arrays[f"{keys[0][0]}/slope_sizes"]) \
-            if f"{keys[0][0]}/slope_sizes" in arrays else "?"
+        first = res.arm(keys[0][0])
+        fitted = ", ".join(str(int(k)) for k in first.slope_sizes()) if first.has("slope_sizes") else "?"
         ax.set_title(_wrap(f"MLPs fitted over M = {fitted} · {label}", 70), fontsize=8.5)
         ax.legend(fontsize=6, ncol=2, loc="upper left")
     fig.suptitle(f"How fast the {STAT_LABELS[stat]} falls with M: slopes with 95 % bootstrap intervals",
