@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 BOOK = Path(__file__).resolve().parent.parent / "book"
-CHAPTERS = ("tour", "ising", "fashion_mnist", "histology")
+CHAPTERS = ("tour", "ising", "fashion_mnist", "histology", "beyond_kernels",
+            "beyond_fashion")
 
 #: Matches that are not results, with the reason. Keep it short and explicit.
 ALLOWED = {
