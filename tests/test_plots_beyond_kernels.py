@@ -5,28 +5,20 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from figure_checks import close_figures, labelled_axes  # noqa: E402,F401
 
 from eqlib.plots import beyond_kernels as bk  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _close_figures():
+def _close_figures(close_figures):
     yield
-    plt.close("all")
 
 
-def _labelled(fig: Figure, n_axes: int) -> list:
-    assert isinstance(fig, Figure)
-    axes = fig.get_axes()
-    assert len(axes) == n_axes
-    for ax in axes:
-        assert ax.get_xlabel().strip() and ax.get_title().strip()
-    assert axes[0].get_ylabel().strip()
-    return axes
+def _labelled(fig, n_axes: int) -> list:
+    return labelled_axes(fig, n_axes)
 
 
 def test_identity_gaps():

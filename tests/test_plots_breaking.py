@@ -5,10 +5,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from figure_checks import close_figures, labelled_axes  # noqa: E402,F401
 
 from eqlib import plots  # noqa: E402
 from eqlib.breaking import gaussian_tail_bound  # noqa: E402
@@ -17,18 +16,12 @@ RNG = np.random.default_rng(0)
 
 
 @pytest.fixture(autouse=True)
-def _close_figures():
+def _close_figures(close_figures):
     yield
-    plt.close("all")
 
 
-def _labelled(fig: Figure, n_axes: int) -> list:
-    assert isinstance(fig, Figure)
-    axes = fig.get_axes()
-    assert len(axes) == n_axes
-    for ax in axes:
-        assert ax.get_xlabel().strip() and ax.get_ylabel().strip() and ax.get_title().strip()
-    return axes
+def _labelled(fig, n_axes: int) -> list:
+    return labelled_axes(fig, n_axes, every_ylabel=True)
 
 
 def test_new_functions_are_exported():

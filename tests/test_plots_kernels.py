@@ -5,10 +5,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from figure_checks import close_figures, labelled_axes  # noqa: E402,F401
 
 from eqlib import plots  # noqa: E402
 from eqlib.breaking import monte_carlo_split  # noqa: E402
@@ -19,22 +18,13 @@ WIDTHS = np.array([8, 16, 32, 64])
 
 
 @pytest.fixture(autouse=True)
-def _close_figures():
+def _close_figures(close_figures):
     yield
-    plt.close("all")
 
 
 def _check(fig, n_axes: int, suptitle: bool = True) -> list:
     """The figure has ``n_axes`` axes, each with x label and title, and a y label on the first."""
-    assert isinstance(fig, Figure)
-    axes = fig.get_axes()
-    assert len(axes) == n_axes
-    for ax in axes:
-        assert ax.get_xlabel().strip() and ax.get_title().strip()
-    assert axes[0].get_ylabel().strip()
-    if suptitle:
-        assert fig._suptitle is not None and fig._suptitle.get_text().strip()
-    return axes
+    return labelled_axes(fig, n_axes, suptitle=suptitle)
 
 
 def test_every_function_is_exported():

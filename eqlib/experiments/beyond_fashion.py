@@ -36,6 +36,7 @@ augmented and unaugmented ensembles: :func:`orbit_scores`, :func:`orbit_shares`,
 
 Arrays: ``<model>/logits/<set>: (S, 4, n_eval, 10)`` (float16, every statistic is computed from
 these rounded values, as in the FashionMNIST experiment), ``<model>/loss: (epochs, S)``,
+``<model>/first_epoch_step_loss: (S, steps)`` (every step of epoch 1, for the replay test),
 ``<model>/train_wall_s: ()``, ``canonical/ties/<set>: (n_eval,)`` (exact ties of the
 canonicaliser), ``cost/<kind>/<quantity>`` for kinds ``augmented``, ``gcnn``, ``canonical``
 (``params``, ``train_step_flops``, ``forward_flops_per_image``, ``step_seconds``,
@@ -216,7 +217,9 @@ def train_and_measure(run: Run, cfg: BeyondFashionConfig, data: dict, model: str
     t0 = time.perf_counter()
     state, history = run.train(f"train_{model}", net, data["x_train"], data["y_train"], train, cfg.seeds,
                                fcfg.seed)
-    out = {"loss": history["loss"], "train_wall_s": np.asarray(time.perf_counter() - t0)}
+    out = {"loss": history["loss"], "train_wall_s": np.asarray(time.perf_counter() - t0),
+           # every step of epoch 1: what the stored run's replay test recomputes
+           "first_epoch_step_loss": history["first_epoch_step_loss"]}
     for name in fm.EVAL_SETS:
         x = data[f"x_{name}"]
         out[f"logits/{name}"] = _orbit_logits(net, state.params, x, cfg.eval_batch).astype(np.float16)
