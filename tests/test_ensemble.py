@@ -209,7 +209,9 @@ def test_batch_size_larger_than_data():
     dict(loss="hinge"), dict(optimizer="rmsprop"), dict(strategy="pmap"), dict(learning_rate=0.0),
     dict(learning_rate=-1.0), dict(learning_rate=float("nan")), dict(epochs=-1), dict(unroll=0),
     dict(batch_size=0), dict(optimizer=optax.adam), dict(strategy="loop", scan=True),
-], ids=lambda kw: next(iter(kw)) + "=" + str(next(iter(kw.values()))))
+], ids=lambda kw: next(iter(kw)) + "=" + getattr(v := next(iter(kw.values())), "__name__", str(v)))
+# (ids by name, not repr: a function's repr holds its address, which differs between the
+# pytest-xdist workers, and the workers must collect the same test ids)
 def test_train_config_rejects_invalid_values(kwargs):
     with pytest.raises(ValueError):
         TrainConfig(**kwargs)
